@@ -1,0 +1,1 @@
+"""autosteer_interp: AutoSteer (Wu et al., EMNLP 2025) for the nnsight / TransformerLens ecosystem."""

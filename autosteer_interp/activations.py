@@ -1,0 +1,171 @@
+"""Collect residual-stream activations at the last prompt token, for many prompts and layers.
+
+"Layer L" means the input of decoder layer ``L`` (== Hugging Face ``output_hidden_states[L]``), 0-based.
+Activations are read in the prefill pass with nnsight traces, one trace per batch, and the forward pass is
+stopped right after the deepest requested layer.
+
+Example:
+    >>> from autosteer_interp.models import load_model
+    >>> from autosteer_interp.prompts import Prompt
+    >>> model = load_model("tiny-llava-onevision")
+    >>> acts = collect_activations(model, [Prompt("Hello"), Prompt("How are you?")], layers=[1, 3], progress=False)
+    >>> tuple(acts.values.shape), acts.layers
+    ((2, 2, 64), [1, 3])
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .architectures import ArchSpec, get_module, resolve
+from .errors import InvalidInputError
+from .prompts import Prompt, encode_prompts
+
+__all__ = ["LayerActivations", "collect_activations", "last_prompt_positions"]
+
+
+@dataclass
+class LayerActivations:
+    """Residual-stream vectors of ``n_samples`` prompts at ``n_layers`` layers.
+
+    Attributes:
+        values: ``[n_samples, n_layers, d_model]``, float32 (memory-mapped when streamed to disk).
+        layers: The decoder-layer index of each slice along ``n_layers``.
+    """
+
+    values: Float[Tensor, "n_samples n_layers d_model"]
+    layers: list[int]
+
+    def at(self, layer: int) -> Float[Tensor, "n_samples d_model"]:
+        """The ``[n_samples, d_model]`` slice of one decoder layer.
+
+        Raises:
+            InvalidInputError: If ``layer`` was not collected.
+        """
+        if layer not in self.layers:
+            raise InvalidInputError(f"layer {layer} was not collected; collected layers: {self.layers}.")
+        return self.values[:, self.layers.index(layer)]
+
+
+def last_prompt_positions(
+    input_ids: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"],
+    image_token_id: int | None = None,
+) -> Int[Tensor, " batch"]:
+    """Index of the last real (non-padding, non-image) token of each row; works for left and right padding.
+
+    Args:
+        input_ids: Token ids.
+        attention_mask: 1 for real tokens, 0 for padding.
+        image_token_id: Image placeholder id, never counted as "last".
+
+    Returns:
+        One position per row.
+
+    Raises:
+        InvalidInputError: If a row has no real text token.
+    """
+    valid = attention_mask.bool()
+    if image_token_id is not None:
+        valid &= input_ids != image_token_id
+    if not bool(valid.any(dim=-1).all()):
+        raise InvalidInputError("a row of the batch has no text token (all padding or image tokens).")
+    positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
+    return torch.where(valid, positions, -1).amax(dim=-1)
+
+
+def _check_layers(spec: ArchSpec, layers: Sequence[int] | None) -> list[int]:
+    if layers is None:
+        return list(range(spec.n_layers))
+    layers = list(layers)
+    if not layers:
+        raise InvalidInputError("expected at least one layer index, got an empty list.")
+    if len(set(layers)) != len(layers):
+        raise InvalidInputError(f"layer indices must be unique, got {layers}.")
+    return [spec.check_layer(layer) for layer in layers]
+
+
+def _trace_batch(model: Any, spec: ArchSpec, inputs: dict[str, Any], layers: list[int]) -> Tensor:
+    """One prefill trace; returns ``[batch, len(layers), d_model]`` at the last prompt token."""
+    positions = last_prompt_positions(inputs["input_ids"], inputs["attention_mask"], spec.image_token_id)
+    rows = torch.arange(len(positions))
+    decoder_layers = get_module(model, spec.layers_path)
+    ascending = sorted(layers)
+    with torch.no_grad(), model.trace(**inputs) as tracer:
+        gathered = {}
+        for layer in ascending:  # nnsight values must be requested in execution order
+            hidden = decoder_layers[layer].input
+            gathered[layer] = hidden[rows, positions.to(hidden.device)].float().cpu()
+        stacked = torch.stack([gathered[layer] for layer in layers], dim=1).save()
+        tracer.stop()
+    return stacked
+
+
+def collect_activations(
+    model: Any,
+    prompts: Sequence[Prompt],
+    layers: Sequence[int] | None = None,
+    batch_size: int = 8,
+    stream_to: str | Path | None = None,
+    progress: bool = True,
+) -> LayerActivations:
+    """Residual stream entering each requested decoder layer, at the last prompt token of each prompt.
+
+    Prompts are formatted with the model's chat template and generation prompt, sorted by length into
+    left-padded batches (so little compute goes to padding) and returned in their original order. The
+    result does not depend on the batch size.
+
+    Args:
+        model: A wrapped model from :func:`~autosteer_interp.models.load_model` or
+            :func:`~autosteer_interp.models.wrap`.
+        prompts: The requests (text, optionally with images for multimodal models).
+        layers: Decoder-layer indices (``0 <= L < n_layers``); ``None`` means all layers.
+        batch_size: Prompts per forward pass.
+        stream_to: Optional ``.npy`` path: the values are written there batch by batch and returned as a
+            memory-mapped tensor, so large collections need not fit in memory. Never overwrites a file.
+        progress: Show a progress bar.
+
+    Returns:
+        :class:`LayerActivations` with ``values`` of shape ``[n_samples, n_layers, d_model]`` (float32) and
+        the layer indices in the order requested.
+
+    Raises:
+        InvalidInputError: If ``prompts`` is empty, ``batch_size < 1``, ``layers`` is empty or repeats an
+            index, or ``stream_to`` already exists.
+        LayerIndexError: If a layer index is out of range.
+    """
+    spec = resolve(model)
+    layers = _check_layers(spec, layers)
+    if len(prompts) == 0:
+        raise InvalidInputError("expected at least one prompt, got an empty list.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    shape = (len(prompts), len(layers), spec.d_model)
+    if stream_to is not None:
+        stream_to = Path(stream_to)
+        if stream_to.exists():
+            raise InvalidInputError(f"stream_to={str(stream_to)!r} already exists; choose a new path.")
+        stream_to.parent.mkdir(parents=True, exist_ok=True)
+        buffer = np.lib.format.open_memmap(stream_to, mode="w+", dtype=np.float32, shape=shape)
+        values = torch.from_numpy(buffer)
+    else:
+        values = torch.empty(shape, dtype=torch.float32)
+
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].text), reverse=True)
+    with tqdm(total=len(prompts), desc="activations", unit="prompt", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            inputs = encode_prompts(model, [prompts[i] for i in indices])
+            values[torch.tensor(indices)] = _trace_batch(model, spec, inputs, layers)
+            bar.update(len(indices))
+    if stream_to is not None:
+        buffer.flush()
+    return LayerActivations(values=values, layers=layers)
+

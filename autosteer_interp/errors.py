@@ -1,0 +1,43 @@
+"""Exception types raised by autosteer_interp.
+
+Every error says what was wrong, what was received and what is allowed. All of them derive from
+:class:`AutosteerError`, so ``except AutosteerError`` catches everything this package raises on purpose.
+"""
+
+__all__ = [
+    "ArtifactError",
+    "AutosteerError",
+    "DataFormatError",
+    "InvalidInputError",
+    "LayerIndexError",
+    "ModelLoadError",
+    "UnsupportedModelError",
+]
+
+
+class AutosteerError(Exception):
+    """Base class of every error raised on purpose by autosteer_interp."""
+
+
+class InvalidInputError(AutosteerError, ValueError):
+    """An argument has the wrong shape, type or value (e.g. mismatched activation stacks)."""
+
+
+class UnsupportedModelError(AutosteerError):
+    """The model's architecture (or the requested backend for it) is not supported."""
+
+
+class LayerIndexError(AutosteerError, IndexError):
+    """A decoder-layer index is outside ``0 <= layer < n_layers``."""
+
+
+class DataFormatError(AutosteerError, ValueError):
+    """A data file is missing or malformed; the message names the file and the line."""
+
+
+class ModelLoadError(AutosteerError):
+    """A model could not be loaded (missing package, no hub access, unknown name)."""
+
+
+class ArtifactError(AutosteerError):
+    """A saved artefact is missing, malformed, tampered with or does not match the model."""

@@ -1,0 +1,364 @@
+"""Prompts and contrastive pairs: data types, loaders, chat formatting and batch encoding.
+
+A :class:`Prompt` is a user request (text plus an optional image). A :class:`PromptPair` holds a harmful
+request and a minimally edited harmless one (same image, if any): the unit of the Safety Awareness Score.
+
+Formatting follows the model: a chat template with the generation prompt (LLaVA-OneVision, chat LMs), so
+the last prompt token is the one the model answers from; Chameleon has no chat template and uses its
+processor's convention (the ``<image>`` placeholder in the text, the separator token appended).
+
+Loaders read the VLSafe and ToViLaG jsonl formats of the public AutoSteer release, plain jsonl files with a
+``query`` field, and the project's own built-in pairs (:func:`builtin_pairs`). Malformed files raise
+:class:`~autosteer_interp.errors.DataFormatError` naming the file and the line.
+
+Example:
+    >>> pairs = builtin_pairs()
+    >>> len(pairs) >= 150
+    True
+"""
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .architectures import resolve
+from .errors import DataFormatError, InvalidInputError
+
+__all__ = [
+    "Prompt",
+    "PromptPair",
+    "builtin_pairs",
+    "encode_prompts",
+    "format_prompt",
+    "load_queries",
+    "load_tovilag",
+    "load_vlsafe",
+]
+
+ImageLike = Image.Image | np.ndarray | str | Path
+
+
+@dataclass(frozen=True, eq=False)
+class Prompt:
+    """One user request.
+
+    Attributes:
+        text: The request, without any chat formatting.
+        image: Optional image: a PIL image, an ``height x width x 3`` uint8 array, or a file path
+            (loaded when the prompt is encoded).
+    """
+
+    text: str
+    image: ImageLike | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise InvalidInputError(f"Prompt.text must be a non-empty string, got {self.text!r}.")
+
+    @property
+    def has_image(self) -> bool:
+        """Whether the prompt carries an image."""
+        return self.image is not None
+
+    def load_image(self) -> Image.Image | None:
+        """The image as an RGB PIL image, or ``None``.
+
+        Raises:
+            DataFormatError: If the image path does not exist or is not an image.
+        """
+        if self.image is None:
+            return None
+        if isinstance(self.image, Image.Image):
+            return self.image.convert("RGB")
+        if isinstance(self.image, np.ndarray):
+            return Image.fromarray(self.image).convert("RGB")
+        path = Path(self.image)
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except (OSError, ValueError) as error:
+            raise DataFormatError(f"cannot read the image {path}: {error}") from error
+
+
+@dataclass(frozen=True, eq=False)
+class PromptPair:
+    """A harmful request and its minimally edited harmless counterpart.
+
+    Attributes:
+        harmful: The request asking for help causing harm.
+        safe: The harmless rewrite (same image, if any).
+        id: An identifier (e.g. the line number in the source file).
+        category: Optional harm category.
+        meta: Any further fields of the source record.
+    """
+
+    harmful: Prompt
+    safe: Prompt
+    id: str = ""
+    category: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loaders
+# --------------------------------------------------------------------------------------------------------
+
+
+def _read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, record)`` for every non-empty line (line numbers start at 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"data file not found: {path}")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataFormatError(f"{path}, line {number}: not valid JSON ({error.msg}).") from error
+            if not isinstance(record, dict):
+                raise DataFormatError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}.")
+            yield number, record
+
+
+def _field(record: dict[str, Any], names: Sequence[str], path: Path, number: int) -> str:
+    for name in names:
+        value = record.get(name)
+        if isinstance(value, str) and value.strip():
+            return value
+    raise DataFormatError(
+        f"{path}, line {number}: missing a non-empty string field {' or '.join(map(repr, names))}; "
+        f"found fields {sorted(record)}."
+    )
+
+
+def _image_path(image_dir: str | Path | None, name: str | None, path: Path, number: int) -> Path | None:
+    if image_dir is None or name is None:
+        return None
+    image = Path(image_dir) / name
+    if not image.is_file():
+        raise DataFormatError(f"{path}, line {number}: image {name!r} not found in {image_dir}.")
+    return image
+
+
+def _find_one(directory: Path, pattern: str) -> Path:
+    matches = sorted(directory.glob(pattern))
+    if len(matches) != 1:
+        raise DataFormatError(
+            f"expected exactly one file matching {pattern!r} in {directory}, found {[m.name for m in matches]}."
+        )
+    return matches[0]
+
+
+def load_vlsafe(
+    harmful_path: str | Path,
+    safe_path: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    limit: int | None = None,
+) -> list[PromptPair]:
+    """Load VLSafe contrastive pairs in the format of the public AutoSteer release.
+
+    Line ``i`` of ``harmful_path`` (fields ``image_id``, ``query``, optional ``caption``) and line ``i`` of
+    ``safe_path`` (fields ``image_id``, ``safe_query``, optional ``orig_query``) form one pair.
+
+    Args:
+        harmful_path: e.g. ``VLSafe_harmlessnss_alignment.jsonl``; or, with ``safe_path=None``, a directory
+            holding one ``VLSafe_harmlessnss_alignment*.jsonl`` and one ``vlsafe_convert_safe*.jsonl``.
+        safe_path: e.g. ``vlsafe_convert_safe.jsonl``.
+        image_dir: Directory of the COCO images named by ``image_id``; ``None`` gives text-only prompts.
+        limit: Keep only the first ``limit`` pairs.
+
+    Returns:
+        The pairs, in file order; ``id`` is the 1-based line number, ``meta`` holds ``image_id`` and ``caption``.
+
+    Raises:
+        DataFormatError: If a file is missing or malformed, the files have different lengths, or a line's
+            ``orig_query`` / ``image_id`` does not match the harmful file's line.
+    """
+    harmful_path = Path(harmful_path)
+    if safe_path is None:
+        if not harmful_path.is_dir():
+            raise DataFormatError(f"{harmful_path} is not a directory; pass both the harmful and the safe file.")
+        directory = harmful_path
+        harmful_path = _find_one(directory, "VLSafe_harmlessnss_alignment*.jsonl")
+        safe_path = _find_one(directory, "vlsafe_convert_safe*.jsonl")
+    safe_path = Path(safe_path)
+    harmful_records = list(_read_jsonl(harmful_path))
+    safe_records = list(_read_jsonl(safe_path))
+    if len(harmful_records) != len(safe_records):
+        raise DataFormatError(
+            f"VLSafe files differ in length: {harmful_path} has {len(harmful_records)} records, "
+            f"{safe_path} has {len(safe_records)}; line i of both must form one pair."
+        )
+    pairs = []
+    for (h_line, h_rec), (s_line, s_rec) in zip(harmful_records, safe_records):
+        if limit is not None and len(pairs) >= limit:
+            break
+        query = _field(h_rec, ["query"], harmful_path, h_line)
+        safe_query = _field(s_rec, ["safe_query"], safe_path, s_line)
+        if "orig_query" in s_rec and s_rec["orig_query"] != query:
+            raise DataFormatError(
+                f"{safe_path}, line {s_line}: orig_query does not match the query on line {h_line} of "
+                f"{harmful_path}; the two files are out of step."
+            )
+        image_id = h_rec.get("image_id")
+        if s_rec.get("image_id", image_id) != image_id:
+            raise DataFormatError(
+                f"{safe_path}, line {s_line}: image_id {s_rec.get('image_id')!r} differs from {image_id!r} "
+                f"on line {h_line} of {harmful_path}."
+            )
+        image = _image_path(image_dir, image_id, harmful_path, h_line)
+        pairs.append(
+            PromptPair(
+                harmful=Prompt(query, image),
+                safe=Prompt(safe_query, image),
+                id=str(h_line),
+                meta={"image_id": image_id, "caption": h_rec.get("caption")},
+            )
+        )
+    return pairs
+
+
+def load_tovilag(path: str | Path, image_dir: str | Path | None = None) -> list[Prompt]:
+    """Load a ToViLaG jsonl file of the public AutoSteer release (fields ``image_pth``, ``query``).
+
+    Args:
+        path: The jsonl file.
+        image_dir: Directory the ``image_pth`` values are relative to; ``None`` gives text-only prompts.
+
+    Returns:
+        One prompt per line.
+
+    Raises:
+        DataFormatError: If the file is missing or malformed, or a named image does not exist.
+    """
+    path = Path(path)
+    return [
+        Prompt(_field(rec, ["query"], path, line), _image_path(image_dir, rec.get("image_pth"), path, line))
+        for line, rec in _read_jsonl(path)
+    ]
+
+
+def load_queries(
+    path: str | Path,
+    text_field: str = "query",
+    image_field: str = "image",
+    image_dir: str | Path | None = None,
+) -> list[Prompt]:
+    """Load plain jsonl requests: one object per line with a ``query`` field and an optional image file name.
+
+    Args:
+        path: The jsonl file.
+        text_field: Name of the request field.
+        image_field: Name of the optional image field (a file name relative to ``image_dir``).
+        image_dir: Directory of the images; ``None`` ignores the image field.
+
+    Returns:
+        One prompt per line.
+
+    Raises:
+        DataFormatError: If the file is missing or malformed.
+    """
+    path = Path(path)
+    return [
+        Prompt(_field(rec, [text_field], path, line), _image_path(image_dir, rec.get(image_field), path, line))
+        for line, rec in _read_jsonl(path)
+    ]
+
+
+def builtin_pairs() -> list[PromptPair]:
+    """The project's own contrastive pairs (requests only), shipped with the package.
+
+    Written for this library in the style of VLSafe: each harmful request has a minimally edited harmless
+    twin. 14 harm categories; about 40% refer to an image the user shows, but no image files ship, so the
+    prompts are text-only.
+
+    Returns:
+        The pairs; ``id`` like ``"cp-001"``, ``category`` set, ``meta["about_image"]`` a bool.
+    """
+    source = resources.files("autosteer_interp") / "data" / "contrastive_pairs.jsonl"
+    with resources.as_file(source) as path:
+        return [
+            PromptPair(
+                harmful=Prompt(_field(rec, ["harmful"], path, line)),
+                safe=Prompt(_field(rec, ["safe"], path, line)),
+                id=rec.get("id", str(line)),
+                category=rec.get("category", ""),
+                meta={"about_image": bool(rec.get("about_image", False))},
+            )
+            for line, rec in _read_jsonl(path)
+        ]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Formatting and encoding
+# --------------------------------------------------------------------------------------------------------
+
+
+def format_prompt(model: Any, prompt: Prompt) -> str:
+    """The exact text the model sees for ``prompt``, ending where the model starts answering.
+
+    Args:
+        model: A model returned by :func:`~autosteer_interp.models.load_model` or
+            :func:`~autosteer_interp.models.wrap` (it carries ``.tokenizer`` and ``.processor``).
+        prompt: The request.
+
+    Returns:
+        The chat-formatted string with the generation prompt. For Chameleon, the request with an
+        ``<image>`` placeholder in front when there is an image (the processor appends the separator token
+        that starts the answer).
+
+    Raises:
+        InvalidInputError: If the prompt has an image but the model is text-only.
+    """
+    spec = resolve(model)
+    if prompt.has_image and not spec.is_multimodal:
+        raise InvalidInputError(
+            f"this prompt has an image but the {spec.model_type} model is text-only; pass Prompt(text) without "
+            "an image, or use a multimodal model (llava_onevision, chameleon)."
+        )
+    if spec.model_type == "chameleon":
+        return ("<image>" if prompt.has_image else "") + prompt.text
+    templater = model.processor if model.processor is not None else model.tokenizer
+    if spec.is_multimodal:
+        content: Any = ([{"type": "image"}] if prompt.has_image else []) + [{"type": "text", "text": prompt.text}]
+    else:
+        content = prompt.text
+    return templater.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
+
+
+def encode_prompts(model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
+    """Format and tokenise a batch of prompts (left-padded), with images for multimodal models.
+
+    Args:
+        model: A wrapped model (see :func:`format_prompt`).
+        prompts: The requests; a batch may mix prompts with and without images.
+
+    Returns:
+        Keyword arguments for the model's forward: ``input_ids`` and ``attention_mask`` of shape
+        ``[batch, pos]``, plus the image tensors the processor makes (``pixel_values``, ...).
+
+    Raises:
+        InvalidInputError: If ``prompts`` is empty.
+    """
+    if len(prompts) == 0:
+        raise InvalidInputError("expected at least one prompt, got an empty list.")
+    texts = [format_prompt(model, prompt) for prompt in prompts]
+    images = [prompt.load_image() for prompt in prompts if prompt.has_image]
+    if model.processor is None:
+        encoded = model.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+    else:
+        kwargs: dict[str, Any] = {"images": images} if images else {}
+        encoded = model.processor(text=texts, padding=True, return_tensors="pt", **kwargs)
+    encoded = dict(encoded)
+    encoded.pop("batch_num_images", None)
+    return encoded

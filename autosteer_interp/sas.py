@@ -1,0 +1,181 @@
+"""Safety Awareness Score (SAS): which layer separates harmful from safe requests most consistently.
+
+For pair ``i`` at layer ``L``, ``delta_i = h_L(safe_i) - h_L(harmful_i)``. ``SAS(L)`` is the mean cosine
+similarity of the ``delta_i`` over all pairs ``i < j`` (Wu et al., 2025, Sec. 3.1). The paper's code builds
+the full ``n x n`` cosine matrix; with unit vectors ``u_i = delta_i / |delta_i|`` the same number is
+
+    SAS = (|sum_i u_i|^2 - n) / (n (n - 1)),
+
+computed here in ``O(n d)`` time and memory per layer (float64 accumulation).
+
+Example:
+    >>> import torch
+    >>> harmful = torch.randn(10, 3, 16)
+    >>> safe = harmful + torch.randn(16)          # the same shift for every pair: perfectly consistent
+    >>> scores = safety_awareness_scores(safe, harmful)
+    >>> round(float(scores.scores[0]), 4)
+    1.0
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from einops import reduce
+from jaxtyping import Float
+from torch import Tensor
+
+from .activations import LayerActivations
+from .errors import InvalidInputError
+
+__all__ = ["LayerScores", "safety_awareness_scores"]
+
+
+@dataclass
+class LayerScores:
+    """One score per candidate layer.
+
+    Attributes:
+        scores: ``[n_layers]`` float64 scores.
+        layers: The decoder-layer index of each score.
+        n_pairs: How many pairs the scores were computed from.
+    """
+
+    scores: Float[Tensor, " n_layers"]
+    layers: list[int]
+    n_pairs: int
+
+    @property
+    def best_layer(self) -> int:
+        """The layer with the highest score (the earliest one on ties)."""
+        return self.layers[int(torch.argmax(self.scores))]
+
+    def top_k(self, k: int) -> list[int]:
+        """The ``k`` best layers, best first."""
+        order = torch.argsort(self.scores, descending=True, stable=True)[:k]
+        return [self.layers[int(i)] for i in order]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: ``{"layers", "scores", "best_layer", "n_pairs"}``."""
+        return {
+            "layers": list(self.layers),
+            "scores": [float(s) for s in self.scores],
+            "best_layer": self.best_layer,
+            "n_pairs": self.n_pairs,
+        }
+
+    def plot(self, path: str | Path | None = None, ax: Any = None, title: str | None = None) -> Any:
+        """Line plot of score against layer, best layer marked (needs the ``plot`` extra: matplotlib).
+
+        Args:
+            path: If given, save the figure there (PNG, SVG, PDF... by extension).
+            ax: An existing matplotlib axes to draw on.
+            title: Figure title.
+
+        Returns:
+            The matplotlib figure.
+        """
+        try:
+            import matplotlib
+
+            if ax is None and path is not None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError(
+                "LayerScores.plot needs matplotlib: pip install 'autosteer-interp[plot]'"
+            ) from error
+        if ax is None:
+            figure, ax = plt.subplots(figsize=(7, 3.5))
+        else:
+            figure = ax.figure
+        scores = self.scores.detach().cpu().numpy()
+        ax.plot(self.layers, scores, marker="o", color="tab:blue")
+        ax.axvline(self.best_layer, color="tab:red", linestyle="--", label=f"best layer {self.best_layer}")
+        ax.set_xlabel("layer (input of decoder layer L)")
+        ax.set_ylabel("Safety Awareness Score")
+        ax.set_title(title or f"Safety Awareness Score ({self.n_pairs} pairs)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        figure.tight_layout()
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(path, dpi=120)
+        return figure
+
+
+def _as_stack(values: Any, name: str) -> tuple[Tensor, list[int] | None]:
+    if isinstance(values, LayerActivations):
+        return values.values, values.layers
+    if isinstance(values, Tensor):
+        if values.ndim == 2:
+            values = values[:, None, :]
+        if values.ndim != 3:
+            raise InvalidInputError(
+                f"{name} must have shape [n_pairs, n_layers, d_model] (or [n_pairs, d_model]), "
+                f"got {tuple(values.shape)}."
+            )
+        return values, None
+    raise InvalidInputError(f"{name} must be a tensor or LayerActivations, got {type(values).__name__}.")
+
+
+def safety_awareness_scores(
+    safe: Float[Tensor, "n_pairs n_layers d_model"] | LayerActivations,
+    harmful: Float[Tensor, "n_pairs n_layers d_model"] | LayerActivations,
+    layers: Sequence[int] | None = None,
+) -> LayerScores:
+    """Safety Awareness Score of every layer, in closed form.
+
+    Args:
+        safe: Activations of the harmless side of each pair, ``[n_pairs, n_layers, d_model]``
+            (or :class:`~autosteer_interp.activations.LayerActivations`).
+        harmful: Activations of the harmful side, aligned with ``safe`` row by row.
+        layers: Layer index of each slice; taken from ``LayerActivations`` when given, else ``0..n_layers-1``.
+
+    Returns:
+        :class:`LayerScores`; ``best_layer`` is the layer whose safe-minus-harmful direction is most
+        consistent across pairs.
+
+    Raises:
+        InvalidInputError: If the shapes or layers differ, there are fewer than 2 pairs, or a pair's
+            difference has zero norm (identical activations: the cosine is undefined).
+    """
+    safe_values, safe_layers = _as_stack(safe, "safe")
+    harmful_values, harmful_layers = _as_stack(harmful, "harmful")
+    if safe_values.shape != harmful_values.shape:
+        raise InvalidInputError(
+            f"safe and harmful activations must have the same shape, got {tuple(safe_values.shape)} and "
+            f"{tuple(harmful_values.shape)}."
+        )
+    if safe_layers is not None and harmful_layers is not None and safe_layers != harmful_layers:
+        raise InvalidInputError(f"safe and harmful were collected at different layers: {safe_layers} vs {harmful_layers}.")
+    n_pairs, n_layers, _ = safe_values.shape
+    if n_pairs < 2:
+        raise InvalidInputError(f"the SAS needs at least 2 pairs (it averages over pairs of pairs), got {n_pairs}.")
+    layer_ids = list(layers) if layers is not None else (safe_layers or harmful_layers or list(range(n_layers)))
+    if len(layer_ids) != n_layers:
+        raise InvalidInputError(f"got {len(layer_ids)} layer indices for {n_layers} layers of activations.")
+
+    deltas = safe_values.to(torch.float64) - harmful_values.to(torch.float64)
+    norms = torch.linalg.vector_norm(deltas, dim=-1, keepdim=True)
+    is_zero = norms[..., 0] == 0
+    dead_layers = [layer_ids[j] for j in is_zero.all(dim=0).nonzero().flatten().tolist()]
+    if dead_layers:
+        raise InvalidInputError(
+            f"at layer(s) {dead_layers} every pair gives identical safe and harmful activations, so the SAS is "
+            "undefined there. At layer 0 (the token embeddings) this is expected: the last prompt token is the "
+            "same generation-prompt token for every prompt. Leave such layers out (e.g. layers 1..n_layers-1)."
+        )
+    zero = is_zero.nonzero().tolist()
+    if zero:
+        shown = ", ".join(f"pair {i} at layer {layer_ids[j]}" for i, j in zero[:5])
+        raise InvalidInputError(
+            f"{len(zero)} safe-minus-harmful difference(s) have zero norm ({shown}{', ...' if len(zero) > 5 else ''}): "
+            "the two prompts of a pair give identical activations. Remove duplicate pairs."
+        )
+    summed = reduce(deltas / norms, "n_pairs n_layers d_model -> n_layers d_model", "sum")
+    squared_norm = reduce(summed**2, "n_layers d_model -> n_layers", "sum")
+    scores = (squared_norm - n_pairs) / (n_pairs * (n_pairs - 1))
+    return LayerScores(scores=scores, layers=layer_ids, n_pairs=n_pairs)

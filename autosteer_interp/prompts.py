@@ -197,7 +197,7 @@ def load_vlsafe(
             f"VLSafe files differ in length: {harmful_path} has {len(harmful_records)} records, "
             f"{safe_path} has {len(safe_records)}; line i of both must form one pair."
         )
-    pairs = []
+    pairs: list[PromptPair] = []
     for (h_line, h_rec), (s_line, s_rec) in zip(harmful_records, safe_records):
         if limit is not None and len(pairs) >= limit:
             break

@@ -85,9 +85,7 @@ class LayerScores:
                 matplotlib.use("Agg", force=False)
             import matplotlib.pyplot as plt
         except ImportError as error:
-            raise ImportError(
-                "LayerScores.plot needs matplotlib: pip install 'autosteer-interp[plot]'"
-            ) from error
+            raise ImportError("LayerScores.plot needs matplotlib: pip install 'autosteer-interp[plot]'") from error
         if ax is None:
             figure, ax = plt.subplots(figsize=(7, 3.5))
         else:
@@ -112,9 +110,7 @@ def _as_stack(values: Any, name: str) -> tuple[Tensor, list[int] | None]:
         return values.values, values.layers
     if isinstance(values, Tensor):
         if values.ndim != 3:
-            raise InvalidInputError(
-                f"{name} must have shape [n_pairs, n_layers, d_model], got {tuple(values.shape)}."
-            )
+            raise InvalidInputError(f"{name} must have shape [n_pairs, n_layers, d_model], got {tuple(values.shape)}.")
         return values, None
     raise InvalidInputError(f"{name} must be a tensor or LayerActivations, got {type(values).__name__}.")
 
@@ -176,7 +172,9 @@ def safety_awareness_scores(
             f"{tuple(harmful_values.shape)}."
         )
     if safe_layers is not None and harmful_layers is not None and safe_layers != harmful_layers:
-        raise InvalidInputError(f"safe and harmful were collected at different layers: {safe_layers} vs {harmful_layers}.")
+        raise InvalidInputError(
+            f"safe and harmful were collected at different layers: {safe_layers} vs {harmful_layers}."
+        )
     n_pairs, n_layers, _ = safe_values.shape
     if n_pairs < 2:
         raise InvalidInputError(f"the SAS needs at least 2 pairs (it averages over pairs of pairs), got {n_pairs}.")

@@ -67,6 +67,7 @@ def run_baseline(n, batch_size):
 
 def child(method, n, batch_size):
     seconds, shape = (run_ours if method == "ours" else run_baseline)(n, batch_size)
+    # The model dominates memory: report the peak after loading it and the overall peak separately.
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "shape": shape, "peak_rss_mib": round(peak_mib)}))
 
@@ -78,26 +79,50 @@ def main():
     parser.add_argument("--child", choices=["ours", "baseline"])
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.prompts, args.batch_size)
+        child(args.child, args.prompts, args.batch_size)
+        return
 
     results = {}
     for method in ("baseline", "ours"):
-        cmd = [sys.executable, __file__, "--child", method, "--prompts", str(args.prompts),
-               "--batch-size", str(args.batch_size)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            "--prompts",
+            str(args.prompts),
+            "--batch-size",
+            str(args.batch_size),
+        ]
         output = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[method] = json.loads(output.strip().splitlines()[-1])
         r = results[method]
         name = "hf_output_hidden_states_one_by_one" if method == "baseline" else "collect_activations_nnsight"
-        print(json.dumps({
-            "bench": "collect", "model": MODEL, "method": name, "n_prompts": args.prompts,
-            "batch_size": 1 if method == "baseline" else args.batch_size, "layers": r["shape"][1],
-            "seconds": round(r["seconds"], 2), "samples_per_s": round(args.prompts / r["seconds"], 1),
-            "peak_rss_mib": r["peak_rss_mib"],
-        }))
-    print(json.dumps({
-        "bench": "collect", "method": "comparison",
-        "ratio": round(results["baseline"]["seconds"] / results["ours"]["seconds"], 2), "target_ratio": 3,
-    }))
+        print(
+            json.dumps(
+                {
+                    "bench": "collect",
+                    "model": MODEL,
+                    "method": name,
+                    "n_prompts": args.prompts,
+                    "batch_size": 1 if method == "baseline" else args.batch_size,
+                    "layers": r["shape"][1],
+                    "seconds": round(r["seconds"], 2),
+                    "samples_per_s": round(args.prompts / r["seconds"], 1),
+                    "peak_rss_mib": r["peak_rss_mib"],
+                }
+            )
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "collect",
+                "method": "comparison",
+                "ratio": round(results["baseline"]["seconds"] / results["ours"]["seconds"], 2),
+                "target_ratio": 3,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

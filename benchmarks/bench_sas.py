@@ -51,21 +51,30 @@ def main() -> None:
     ours_s, ours = best_of(args.repeats, lambda: safety_awareness_scores(safe, harmful).scores)
     paper_s, paper = best_of(1, lambda: pairwise_sas(safe, harmful, torch.float64))
     paper32_s, paper32 = best_of(1, lambda: pairwise_sas(safe, harmful, torch.float32))
-    common = {"bench": "sas", "n_pairs": args.pairs, "d_model": args.d_model, "n_layers": args.layers,
-              "threads": torch.get_num_threads()}
+    common = {
+        "bench": "sas",
+        "n_pairs": args.pairs,
+        "d_model": args.d_model,
+        "n_layers": args.layers,
+        "threads": torch.get_num_threads(),
+    }
     print(json.dumps({**common, "method": "closed_form", "seconds": round(ours_s, 4)}))
     print(json.dumps({**common, "method": "paper_pairwise_float64", "seconds": round(paper_s, 4)}))
     print(json.dumps({**common, "method": "paper_pairwise_float32", "seconds": round(paper32_s, 4)}))
-    print(json.dumps({
-        **common,
-        "method": "comparison",
-        "speedup": round(paper_s / ours_s, 1),
-        "speedup_vs_float32_baseline": round(paper32_s / ours_s, 1),
-        "max_abs_diff": float((ours - paper).abs().max()),
-        "best_layer_agrees": int(ours.argmax()) == int(paper.argmax()),
-        "target_speedup": 50,
-        "target_max_abs_diff": 1e-5,
-    }))
+    print(
+        json.dumps(
+            {
+                **common,
+                "method": "comparison",
+                "speedup": round(paper_s / ours_s, 1),
+                "speedup_vs_float32_baseline": round(paper32_s / ours_s, 1),
+                "max_abs_diff": float((ours - paper).abs().max()),
+                "best_layer_agrees": int(ours.argmax()) == int(paper.argmax()),
+                "target_speedup": 50,
+                "target_max_abs_diff": 1e-5,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

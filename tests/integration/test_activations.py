@@ -110,7 +110,9 @@ def test_the_shared_prefix_stops_before_images_and_leaves_every_row_a_token(tiny
 
     monkeypatch.setattr(activations, "_MIN_SHARED_PREFIX", 1)  # the tiny chat template has a 6-token prefix
     image_token = tiny_llava._module.config.image_token_id
-    inputs = encode_prompts(tiny_llava, [Prompt("Same words here", tiny_image()), Prompt("Same words here", tiny_image())])
+    inputs = encode_prompts(
+        tiny_llava, [Prompt("Same words here", tiny_image()), Prompt("Same words here", tiny_image())]
+    )
     prefix, suffix = _split_shared_prefix(inputs, image_token)
     assert image_token not in prefix.tolist()[0]
     assert suffix["input_ids"][:, 0].eq(image_token).all()

@@ -15,8 +15,13 @@ from autosteer_interp.architectures import ARCHITECTURES, get_module, resolve
 from autosteer_interp.errors import LayerIndexError, UnsupportedModelError
 
 SIZES = dict(
-    vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-    num_key_value_heads=2, head_dim=8,
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
 )
 DECODER_LMS = {
     "llama": (LlamaConfig, LlamaForCausalLM),

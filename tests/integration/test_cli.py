@@ -11,7 +11,11 @@ import pytest
 def run_cli(*args, cwd):
     env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
     return subprocess.run(
-        [sys.executable, "-m", "autosteer_interp.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "autosteer_interp.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -40,16 +44,40 @@ def test_a_non_empty_output_directory_is_refused_with_exit_code_2(sas_run):
 
 
 def test_a_missing_vlsafe_directory_is_a_clear_error(tmp_path):
-    result = run_cli("sas", "--model", "tiny-llava-onevision", "--vlsafe", str(tmp_path / "nope"), "--out",
-                     str(tmp_path / "o"), cwd=tmp_path)
+    result = run_cli(
+        "sas",
+        "--model",
+        "tiny-llava-onevision",
+        "--vlsafe",
+        str(tmp_path / "nope"),
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "is not a directory" in result.stderr
 
 
 def test_bad_layers_are_a_clear_error(tmp_path):
-    result = run_cli("sas", "--model", "tiny-llava-onevision", "--layers", "1,x", "--out", str(tmp_path / "o"),
-                     cwd=tmp_path)
+    result = run_cli(
+        "sas",
+        "--model",
+        "tiny-llava-onevision",
+        "--layers",
+        "1,x",
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "comma-separated integers" in result.stderr
-    result = run_cli("sas", "--model", "tiny-llava-onevision", "--layers", "1,9", "--out", str(tmp_path / "o"),
-                     cwd=tmp_path)
+    result = run_cli(
+        "sas",
+        "--model",
+        "tiny-llava-onevision",
+        "--layers",
+        "1,9",
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "valid layers are the integers 0..3" in result.stderr
     assert not (tmp_path / "o").exists()

@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from autosteer_interp.errors import ModelLoadError
-from autosteer_interp.models import build_tiny_chameleon, build_tiny_llava_onevision, load_model, tiny_image, wrap
+from autosteer_interp.models import (
+    build_tiny_chameleon,
+    build_tiny_llava_onevision,
+    load_model,
+    tiny_image,
+    wrap,
+)
 from autosteer_interp.prompts import Prompt, encode_prompts
 
 

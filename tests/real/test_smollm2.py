@@ -21,7 +21,7 @@ def _greedy(model, prompts, n=12):
     inputs = encode_prompts(model, prompts)
     with torch.no_grad():
         out = model._module.generate(**inputs, max_new_tokens=n, do_sample=False)
-    return model.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return model.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def test_smollm2_is_the_real_instruct_model(smollm2):

@@ -34,7 +34,10 @@ def vlsafe_files(tmp_path):
 
 def test_vlsafe_lines_pair_up_in_order(vlsafe_files):
     pairs = load_vlsafe(*vlsafe_files)
-    assert [(p.harmful.text, p.safe.text) for p in pairs] == [("harmful one?", "safe one?"), ("harmful two?", "safe two?")]
+    assert [(p.harmful.text, p.safe.text) for p in pairs] == [
+        ("harmful one?", "safe one?"),
+        ("harmful two?", "safe two?"),
+    ]
     assert pairs[0].id == "1" and pairs[1].meta == {"image_id": "b.jpg", "caption": "a jar"}
     assert not pairs[0].harmful.has_image
 
@@ -85,7 +88,9 @@ def test_malformed_json_names_file_and_line(vlsafe_files):
 
 def test_missing_field_lists_the_fields_found(tmp_path):
     path = _write_jsonl(tmp_path / "q.jsonl", [{"query": "fine?"}, {"prompt": "wrong field"}])
-    with pytest.raises(DataFormatError, match=r"q.jsonl, line 2: missing a non-empty string field 'query'.*\['prompt'\]"):
+    with pytest.raises(
+        DataFormatError, match=r"q.jsonl, line 2: missing a non-empty string field 'query'.*\['prompt'\]"
+    ):
         load_queries(path)
 
 

@@ -9,7 +9,6 @@ from autosteer_interp.errors import InvalidInputError
 from autosteer_interp.sas import LayerScores, safety_awareness_scores
 from tests.reference.paper_formulas import pairwise_sas
 
-
 # The jaxtyping pytest hook checks shapes before our own validation runs; this is the function as users run it.
 unchecked_sas = inspect.unwrap(safety_awareness_scores)
 

@@ -202,6 +202,23 @@ def _tiny_vision_config(image_size: int) -> dict[str, Any]:
     )
 
 
+def _tiny_qwen2_sizes(tokenizer: Any) -> dict[str, Any]:
+    """Config of the tiny Qwen2 language model shared by the tiny LLaVA-OneVision and the tiny Qwen2 LM."""
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def build_tiny_llava_onevision(seed: int = 0) -> tuple[nn.Module, Any, Any]:
     """A random 4-layer LLaVA-OneVision (d_model 64) with a byte-level tokenizer and an image processor.
 
@@ -214,20 +231,7 @@ def build_tiny_llava_onevision(seed: int = 0) -> tuple[nn.Module, Any, Any]:
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
     tokenizer = _tiny_qwen_tokenizer()
-    text_config = dict(
-        model_type="qwen2",
-        vocab_size=len(tokenizer) + 3,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text_config = dict(_tiny_qwen2_sizes(tokenizer), model_type="qwen2", vocab_size=len(tokenizer) + 3)
     config = LlavaOnevisionConfig(
         text_config=text_config,
         vision_config=_tiny_vision_config(TINY_IMAGE_SIZE),
@@ -258,19 +262,7 @@ def build_tiny_qwen2(seed: int = 0) -> tuple[nn.Module, Any, None]:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = _tiny_qwen_tokenizer()
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = Qwen2Config(**_tiny_qwen2_sizes(tokenizer))
     config.architectures = ["Qwen2ForCausalLM"]
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -34,11 +34,12 @@ def run_ours(n, batch_size):
     from autosteer_interp.models import load_model
 
     model = load_model(MODEL)
+    loaded_mib = _peak_rss_mib()
     data = prompts(n)
     collect_activations(model, data[:batch_size], batch_size=batch_size, progress=False)  # warm-up
     start = time.perf_counter()
     acts = collect_activations(model, data, batch_size=batch_size, progress=False)
-    return time.perf_counter() - start, tuple(acts.values.shape)
+    return time.perf_counter() - start, tuple(acts.values.shape), loaded_mib
 
 
 def run_baseline(n, batch_size):
@@ -49,6 +50,7 @@ def run_baseline(n, batch_size):
     from autosteer_interp.prompts import encode_prompts
 
     model = load_model(MODEL)
+    loaded_mib = _peak_rss_mib()
     hf = model._module
     data = prompts(n)
 
@@ -62,14 +64,21 @@ def run_baseline(n, batch_size):
     one(data[0])  # warm-up
     start = time.perf_counter()
     out = torch.stack([one(p) for p in data])
-    return time.perf_counter() - start, tuple(out.shape)
+    return time.perf_counter() - start, tuple(out.shape), loaded_mib
+
+
+def _peak_rss_mib():
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def child(method, n, batch_size):
-    seconds, shape = (run_ours if method == "ours" else run_baseline)(n, batch_size)
-    # The model dominates memory: report the peak after loading it and the overall peak separately.
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "shape": shape, "peak_rss_mib": round(peak_mib)}))
+    seconds, shape, loaded_mib = (run_ours if method == "ours" else run_baseline)(n, batch_size)
+    # Loading the model dominates memory: report the peak after loading it and the overall peak separately.
+    print(
+        json.dumps(
+            {"seconds": seconds, "shape": shape, "peak_rss_after_load_mib": loaded_mib, "peak_rss_mib": _peak_rss_mib()}
+        )
+    )
 
 
 def main():
@@ -109,6 +118,7 @@ def main():
                     "layers": r["shape"][1],
                     "seconds": round(r["seconds"], 2),
                     "samples_per_s": round(args.prompts / r["seconds"], 1),
+                    "peak_rss_after_load_mib": r["peak_rss_after_load_mib"],
                     "peak_rss_mib": r["peak_rss_mib"],
                 }
             )

@@ -25,3 +25,8 @@ def pairwise_sas(safe: torch.Tensor, harmful: torch.Tensor, dtype: torch.dtype =
         upper = np.triu_indices(len(deltas), k=1)
         scores.append(float(np.mean(matrix[upper])))
     return torch.tensor(scores, dtype=torch.float64)
+
+
+def paper_refusal_logits(h: torch.Tensor, weight: torch.Tensor, S: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """The refusal head in the paper's literal form: ``logits = h (W + eps W S)^T`` (W: ``[V, d]``, S: ``[d, d]``)."""
+    return h @ (weight + epsilon * weight @ S).T

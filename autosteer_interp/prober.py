@@ -1,0 +1,517 @@
+"""Safety prober: P(harmful) from one layer's last-prompt-token activation.
+
+The paper's prober is an MLP ``d_model -> 64 -> 2`` on ``h_L``. We train it the way the paper describes, not the
+way its code does: cross-entropy on LOGITS (the code applied it to softmax outputs), model selection on a
+validation split of the TRAINING data (the code picked the epoch on its test sets), seeded. Inputs are
+standardised with the training mean and standard deviation (stored in the module, so the prober takes raw
+activations): residual streams have a few huge dimensions that otherwise dominate an MLP's first layer.
+
+Three kinds behind one interface: ``"mlp"`` (the paper's), ``"linear"`` (a linear probe trained the same way)
+and ``"logistic"`` (scikit-learn ``LogisticRegression``, the classic baseline, converted to the same torch
+module so it runs inside nnsight traces and remotely). Everything at inference time is plain torch.
+
+Example:
+    >>> import torch
+    >>> harmful, safe = torch.randn(64, 16) + 1.0, torch.randn(64, 16) - 1.0
+    >>> prober = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=20), layer=3)
+    >>> prober.predict_proba(harmful).mean() > 0.9
+    tensor(True)
+"""
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from .activations import LayerActivations
+from .artifacts import ModelProvenance, read_artifact, require_tensor, write_artifact
+from .errors import ArtifactError, InvalidInputError
+
+__all__ = ["ProberConfig", "ProberMetrics", "SafetyProber", "probe_sweep", "ProbeSweep"]
+
+logger = logging.getLogger(__name__)
+
+ProberKind = Literal["mlp", "linear", "logistic"]
+_KINDS = ("mlp", "linear", "logistic")
+HARMFUL = 1
+"""Index of the harmful class in the prober's logits."""
+
+
+def _require(condition: bool, name: str, value: Any, allowed: str) -> None:
+    if not condition:
+        raise ValueError(f"ProberConfig.{name}={value!r} is invalid; allowed: {allowed}.")
+
+
+@dataclass
+class ProberConfig:
+    """How to build and train a :class:`SafetyProber`.
+
+    Attributes:
+        kind: ``"mlp"`` (paper), ``"linear"`` or ``"logistic"`` (scikit-learn baseline).
+        hidden_sizes: Hidden widths of the MLP (paper: ``(64,)``).
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay; for ``"logistic"``, the inverse of scikit-learn's ``C``.
+        epochs: Maximum training epochs.
+        batch_size: Mini-batch size.
+        validation_fraction: Share of the training pairs held out to choose the best epoch.
+        patience: Stop after this many epochs without a better validation loss (``None``: never).
+        threshold: Decision threshold on P(harmful) (paper: 0.5); :meth:`SafetyProber.calibrate` can set it.
+        seed: Seed for the split, the initialisation and the batch order.
+    """
+
+    kind: ProberKind = "mlp"
+    hidden_sizes: tuple[int, ...] = (64,)
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    epochs: int = 100
+    batch_size: int = 64
+    validation_fraction: float = 0.2
+    patience: int | None = 15
+    threshold: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(self.hidden_sizes)
+        _require(self.kind in _KINDS, "kind", self.kind, " | ".join(_KINDS))
+        _require(all(isinstance(h, int) and h > 0 for h in self.hidden_sizes), "hidden_sizes", self.hidden_sizes,
+                 "positive integers")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
+        _require(0 < self.validation_fraction < 1, "validation_fraction", self.validation_fraction, "0 < x < 1")
+        _require(self.patience is None or self.patience >= 1, "patience", self.patience, "None or >= 1")
+        _require(0 <= self.threshold <= 1, "threshold", self.threshold, "0 <= x <= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        data = asdict(self)
+        data["hidden_sizes"] = list(self.hidden_sizes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProberConfig":
+        """Build from a dict, ignoring unknown keys (so files from other versions still load)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        if "hidden_sizes" in values:
+            values["hidden_sizes"] = tuple(values["hidden_sizes"])
+        return cls(**values)
+
+
+@dataclass
+class ProberMetrics:
+    """Classification quality on labelled activations.
+
+    Attributes:
+        accuracy: Share of correct decisions at ``threshold``.
+        auroc: Area under the ROC curve of P(harmful).
+        tpr: Share of harmful inputs flagged (detection rate).
+        fpr: Share of benign inputs flagged (false alarms).
+        threshold: The decision threshold used.
+        n_harmful: Number of harmful inputs.
+        n_benign: Number of benign inputs.
+    """
+
+    accuracy: float
+    auroc: float
+    tpr: float
+    fpr: float
+    threshold: float
+    n_harmful: int
+    n_benign: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch losses of a fit and the epoch that was kept."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+def _as_matrix(values: Any, name: str, layer: int | None = None) -> Tensor:
+    if isinstance(values, LayerActivations):
+        if layer is None:
+            if len(values.layers) != 1:
+                raise InvalidInputError(
+                    f"{name} holds layers {values.layers}; pass layer=... to choose the prober's layer."
+                )
+            layer = values.layers[0]
+        values = values.at(layer)
+    if not isinstance(values, Tensor) or values.ndim != 2:
+        shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise InvalidInputError(f"{name} must be a [n_samples, d_model] tensor, got {shape}.")
+    return values.float()
+
+
+class SafetyProber(nn.Module):
+    """An MLP (or linear) classifier over one layer's residual stream: logits ``[benign, harmful]``.
+
+    Attributes:
+        layer: The decoder layer the prober reads (the input of that layer), or ``None`` if unknown.
+        config: The :class:`ProberConfig` it was built with; ``config.threshold`` is the decision threshold.
+        history: Losses per epoch of the last :meth:`fit` (empty after :meth:`load`).
+    """
+
+    def __init__(self, d_model: int, config: ProberConfig | None = None, layer: int | None = None) -> None:
+        super().__init__()
+        self.config = config or ProberConfig()
+        self.layer = layer
+        self.d_model = d_model
+        self.register_buffer("mean", torch.zeros(d_model))
+        self.register_buffer("std", torch.ones(d_model))
+        widths = [d_model] if self.config.kind != "mlp" else [d_model, *self.config.hidden_sizes]
+        blocks: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            blocks += [nn.Linear(width_in, width_out), nn.ReLU()]
+        blocks.append(nn.Linear(widths[-1], 2))
+        self.net = nn.Sequential(*blocks)
+        self.history = TrainingHistory()
+        self.provenance: ModelProvenance | None = None
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold on P(harmful)."""
+        return self.config.threshold
+
+    def forward(self, h: Float[Tensor, "batch d_model"]) -> Float[Tensor, "batch 2"]:
+        """Logits ``[benign, harmful]`` for raw activations."""
+        return self.net((h.to(self.mean.dtype) - self.mean) / self.std)
+
+    def predict_proba(self, h: Float[Tensor, "batch d_model"]) -> Float[Tensor, " batch"]:
+        """P(harmful) per row."""
+        with torch.no_grad():
+            return torch.softmax(self(h), dim=-1)[:, HARMFUL]
+
+    def predict(self, h: Float[Tensor, "batch d_model"]) -> Tensor:
+        """``True`` where P(harmful) > threshold."""
+        return self.predict_proba(h) > self.threshold
+
+    # ---------------------------------------------------------------------------------------------- fit
+
+    @classmethod
+    def fit(
+        cls,
+        harmful: Float[Tensor, "n_harmful d_model"] | LayerActivations,
+        safe: Float[Tensor, "n_safe d_model"] | LayerActivations,
+        config: ProberConfig | None = None,
+        layer: int | None = None,
+        extra_negatives: Float[Tensor, "n_extra d_model"] | LayerActivations | None = None,
+        model: Any = None,
+    ) -> "SafetyProber":
+        """Train a prober on harmful vs. safe activations.
+
+        When ``harmful`` and ``safe`` have the same length they are treated as pairs and split together
+        (a pair is never on both sides of the validation split). ``extra_negatives`` (e.g. borderline-benign
+        requests) are split with the same fraction.
+
+        Args:
+            harmful: Activations of harmful requests (label 1).
+            safe: Activations of harmless requests (label 0).
+            config: Training settings (default :class:`ProberConfig`).
+            layer: The layer the activations come from (required to pick one out of ``LayerActivations``
+                holding several).
+            extra_negatives: More harmless activations (label 0).
+            model: Optional model the activations came from, recorded as provenance for :meth:`save`.
+
+        Returns:
+            The prober with the best validation-loss epoch restored; ``history`` holds the losses.
+
+        Raises:
+            InvalidInputError: If shapes disagree or a class has fewer than 2 samples.
+        """
+        config = config or ProberConfig()
+        if layer is None and isinstance(harmful, LayerActivations) and len(harmful.layers) == 1:
+            layer = harmful.layers[0]
+        x_harm = _as_matrix(harmful, "harmful", layer)
+        x_safe = _as_matrix(safe, "safe", layer)
+        x_extra = _as_matrix(extra_negatives, "extra_negatives", layer) if extra_negatives is not None else None
+        d_model = x_harm.shape[1]
+        for name, x in (("safe", x_safe), ("extra_negatives", x_extra)):
+            if x is not None and x.shape[1] != d_model:
+                raise InvalidInputError(f"{name} has d_model {x.shape[1]}, harmful has {d_model}.")
+        if len(x_harm) < 2 or len(x_safe) < 2:
+            raise InvalidInputError(
+                f"need at least 2 harmful and 2 safe samples, got {len(x_harm)} and {len(x_safe)}."
+            )
+        generator = torch.Generator().manual_seed(config.seed)
+        train, validation = _split(x_harm, x_safe, x_extra, config.validation_fraction, generator)
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            prober = cls(d_model, copy.deepcopy(config), layer)
+        prober.mean.copy_(train[0].mean(0))
+        prober.std.copy_(train[0].std(0).clamp_min(1e-6))
+        if config.kind == "logistic":
+            prober._fit_logistic(train, validation)
+        else:
+            prober._fit_gradient(train, validation, generator)
+        prober.provenance = ModelProvenance.of(model) if model is not None else None
+        return prober.eval()
+
+    def _fit_gradient(self, train: tuple[Tensor, Tensor], validation: tuple[Tensor, Tensor], generator: Any) -> None:
+        config = self.config
+        optimiser = torch.optim.AdamW(self.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        loss_fn = nn.CrossEntropyLoss()
+        best_loss, best_state, stale = float("inf"), copy.deepcopy(self.state_dict()), 0
+        x_train, y_train = train
+        for epoch in range(config.epochs):
+            self.train()
+            order = torch.randperm(len(x_train), generator=generator)
+            total = 0.0
+            for start in range(0, len(order), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                loss = loss_fn(self(x_train[batch]), y_train[batch])  # cross-entropy on logits
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach()) * len(batch)
+            validation_loss = self._loss(validation)
+            self.history.train_loss.append(total / len(x_train))
+            self.history.validation_loss.append(validation_loss)
+            if validation_loss < best_loss:
+                best_loss, best_state, stale = validation_loss, copy.deepcopy(self.state_dict()), 0
+                self.history.best_epoch = epoch
+            else:
+                stale += 1
+                if config.patience is not None and stale >= config.patience:
+                    break
+        self.load_state_dict(best_state)
+        logger.info("prober: best epoch %d, validation loss %.4f", self.history.best_epoch, best_loss)
+
+    def _fit_logistic(self, train: tuple[Tensor, Tensor], validation: tuple[Tensor, Tensor]) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        x_train, y_train = train
+        standardised = ((x_train - self.mean) / self.std).numpy()
+        inverse_strength = 1.0 / self.config.weight_decay if self.config.weight_decay > 0 else np.inf
+        classifier = LogisticRegression(C=inverse_strength, max_iter=2000, random_state=self.config.seed)
+        classifier.fit(standardised, y_train.numpy())
+        linear = self.net[-1]
+        assert isinstance(linear, nn.Linear)
+        with torch.no_grad():  # softmax([0, w.x + b]) == sigmoid(w.x + b)
+            linear.weight.zero_()
+            linear.bias.zero_()
+            linear.weight[HARMFUL] = torch.as_tensor(classifier.coef_[0], dtype=torch.float32)
+            linear.bias[HARMFUL] = float(classifier.intercept_[0])
+        self.history.validation_loss.append(self._loss(validation))
+
+    def _loss(self, data: tuple[Tensor, Tensor]) -> float:
+        self.eval()
+        with torch.no_grad():
+            return float(nn.functional.cross_entropy(self(data[0]), data[1]))
+
+    # ---------------------------------------------------------------------------------------------- use
+
+    def calibrate(self, benign: Float[Tensor, "n_benign d_model"] | LayerActivations, target_fpr: float) -> float:
+        """Set the threshold so that at most ``target_fpr`` of ``benign`` activations are flagged.
+
+        Use held-out benign data (harmless requests, borderline-benign requests), never the test set.
+
+        Args:
+            benign: Activations of harmless requests at the prober's layer.
+            target_fpr: Highest acceptable share of false alarms, in ``[0, 1)``.
+
+        Returns:
+            The new threshold (also stored in ``config.threshold``).
+        """
+        if not 0 <= target_fpr < 1:
+            raise InvalidInputError(f"target_fpr must be in [0, 1), got {target_fpr!r}.")
+        p = torch.sort(self.predict_proba(_as_matrix(benign, "benign", self.layer)), descending=True).values
+        allowed = int(np.floor(target_fpr * len(p)))
+        threshold = float(p[allowed]) if allowed < len(p) else 0.0
+        self.config.threshold = min(max(threshold, 0.0), 1.0)
+        return self.config.threshold
+
+    def evaluate(
+        self,
+        harmful: Float[Tensor, "n_harmful d_model"] | LayerActivations,
+        benign: Float[Tensor, "n_benign d_model"] | LayerActivations,
+    ) -> ProberMetrics:
+        """Accuracy, AUROC and detection / false-alarm rates at the current threshold."""
+        from sklearn.metrics import roc_auc_score
+
+        p_harm = self.predict_proba(_as_matrix(harmful, "harmful", self.layer))
+        p_benign = self.predict_proba(_as_matrix(benign, "benign", self.layer))
+        flagged_harm = (p_harm > self.threshold).float()
+        flagged_benign = (p_benign > self.threshold).float()
+        labels = np.r_[np.ones(len(p_harm)), np.zeros(len(p_benign))]
+        return ProberMetrics(
+            accuracy=float((flagged_harm.sum() + (1 - flagged_benign).sum()) / len(labels)),
+            auroc=float(roc_auc_score(labels, torch.cat([p_harm, p_benign]).numpy())),
+            tpr=float(flagged_harm.mean()),
+            fpr=float(flagged_benign.mean()),
+            threshold=self.threshold,
+            n_harmful=len(p_harm),
+            n_benign=len(p_benign),
+        )
+
+    # ---------------------------------------------------------------------------------------------- artefact
+
+    KIND = "safety_prober"
+
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Save as ``config.json`` + ``tensors.safetensors`` (atomic; refuses to overwrite by default)."""
+        config = {
+            "d_model": self.d_model,
+            "layer": self.layer,
+            "threshold": self.threshold,
+            "prober": self.config.to_dict(),
+            "base_model": self.provenance.to_dict() if self.provenance else None,
+            "best_epoch": self.history.best_epoch,
+        }
+        return write_artifact(directory, self.KIND, config, self.state_dict(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, directory: str | Path, model: Any = None) -> "SafetyProber":
+        """Load a saved prober; with ``model``, refuse one fitted on a different model.
+
+        Raises:
+            ArtifactError: If the folder is not a valid prober artefact, or does not match ``model``.
+        """
+        config, tensors = read_artifact(directory, cls.KIND)
+        try:
+            prober_config = ProberConfig.from_dict(config["prober"])
+            d_model, layer = int(config["d_model"]), config["layer"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ArtifactError(f"{directory}: config.json is missing or has invalid prober fields ({error}).") from error
+        prober = cls(d_model, prober_config, layer)
+        expected = {name: tuple(t.shape) for name, t in prober.state_dict().items()}
+        state = {name: require_tensor(tensors, name, shape, str(directory)) for name, shape in expected.items()}
+        prober.load_state_dict(state)
+        prober.provenance = ModelProvenance.from_dict(config["base_model"]) if config.get("base_model") else None
+        if model is not None:
+            if prober.provenance is None:
+                raise ArtifactError(f"{directory} records no base model, so it cannot be checked against this one.")
+            prober.provenance.check(model, f"the prober in {directory}")
+        return prober.eval()
+
+
+def _split(
+    harmful: Tensor, safe: Tensor, extra: Tensor | None, fraction: float, generator: Any
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Random train/validation split; paired rows (equal counts) stay on the same side."""
+
+    def cut(n: int) -> tuple[Tensor, Tensor]:
+        order = torch.randperm(n, generator=generator)
+        n_val = max(1, int(round(fraction * n)))
+        return order[n_val:], order[:n_val]
+
+    parts: dict[str, list[Tensor]] = {"train_x": [], "train_y": [], "val_x": [], "val_y": []}
+
+    def add(x: Tensor, label: int, train_idx: Tensor, val_idx: Tensor) -> None:
+        parts["train_x"].append(x[train_idx])
+        parts["train_y"].append(torch.full((len(train_idx),), label))
+        parts["val_x"].append(x[val_idx])
+        parts["val_y"].append(torch.full((len(val_idx),), label))
+
+    if len(harmful) == len(safe):
+        train_idx, val_idx = cut(len(harmful))
+        add(harmful, HARMFUL, train_idx, val_idx)
+        add(safe, 0, train_idx, val_idx)
+    else:
+        add(harmful, HARMFUL, *cut(len(harmful)))
+        add(safe, 0, *cut(len(safe)))
+    if extra is not None and len(extra) >= 2:
+        add(extra, 0, *cut(len(extra)))
+    return (
+        (torch.cat(parts["train_x"]), torch.cat(parts["train_y"])),
+        (torch.cat(parts["val_x"]), torch.cat(parts["val_y"])),
+    )
+
+
+@dataclass
+class ProbeSweep:
+    """Validation AUROC of a probe at every candidate layer, beside the SAS (the paper's layer study).
+
+    Attributes:
+        layers: Candidate layers.
+        auroc: Validation AUROC of a probe trained at each layer.
+        sas: The Safety Awareness Score of each layer, if given.
+    """
+
+    layers: list[int]
+    auroc: list[float]
+    sas: list[float] | None = None
+
+    @property
+    def best_layer(self) -> int:
+        """The layer with the highest validation AUROC (earliest on ties)."""
+        return self.layers[int(np.argmax(self.auroc))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self) | {"best_layer": self.best_layer}
+
+    def plot(self, path: str | Path | None = None, title: str | None = None) -> Any:
+        """AUROC and SAS against layer on twin axes (needs matplotlib)."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        figure, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot(self.layers, self.auroc, marker="o", color="tab:green", label="probe validation AUROC")
+        ax.set_xlabel("layer (input of decoder layer L)")
+        ax.set_ylabel("validation AUROC", color="tab:green")
+        if self.sas is not None:
+            twin = ax.twinx()
+            twin.plot(self.layers, self.sas, marker="s", color="tab:blue", label="SAS")
+            twin.set_ylabel("Safety Awareness Score", color="tab:blue")
+        ax.set_title(title or "Probe quality and SAS per layer")
+        ax.grid(alpha=0.3)
+        figure.tight_layout()
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(path, dpi=120)
+        return figure
+
+
+def probe_sweep(
+    harmful: LayerActivations,
+    safe: LayerActivations,
+    layers: Sequence[int] | None = None,
+    config: ProberConfig | None = None,
+    sas: Any = None,
+) -> ProbeSweep:
+    """Train a probe at each candidate layer and report its validation AUROC (beside the SAS if given).
+
+    Args:
+        harmful: Activations of the harmful side of the pairs, at several layers.
+        safe: Activations of the safe side, same layers.
+        layers: Layers to sweep (default: all collected).
+        config: Probe settings (default: a logistic probe, fast and stable).
+        sas: Optional :class:`~autosteer_interp.sas.LayerScores` to report beside.
+
+    Returns:
+        A :class:`ProbeSweep`.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    config = config or ProberConfig(kind="logistic")
+    layers = list(layers) if layers is not None else list(harmful.layers)
+    auroc = []
+    for layer in layers:
+        x_harm, x_safe = harmful.at(layer), safe.at(layer)
+        generator = torch.Generator().manual_seed(config.seed)
+        train, (x_val, y_val) = _split(x_harm, x_safe, None, config.validation_fraction, generator)
+        prober = SafetyProber.fit(train[0][train[1] == 1], train[0][train[1] == 0], config=config, layer=layer)
+        auroc.append(float(roc_auc_score(y_val.numpy(), prober.predict_proba(x_val).numpy())))
+    sas_values = None
+    if sas is not None:
+        by_layer = dict(zip(sas.layers, sas.scores.tolist()))
+        sas_values = [by_layer.get(layer, float("nan")) for layer in layers]
+    return ProbeSweep(layers=layers, auroc=auroc, sas=sas_values)

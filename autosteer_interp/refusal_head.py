@@ -1,0 +1,375 @@
+"""Refusal head: a trained ``d x d`` matrix that changes the LM head's input.
+
+Paper form: ``logits = h (W + eps W S)^T`` with ``W`` the LM-head weight and ``h`` the final-norm hidden state.
+Identical and far cheaper: ``logits = (h + eps h S^T) W^T``, i.e. replace the LM head's INPUT ``h`` by
+``h + eps h S^T``: ``O(d^2)`` per token instead of ``O(V d^2)`` per step.
+
+Training (:meth:`RefusalHead.fit`): the base model is frozen and ``S`` acts only after the last hidden state,
+so the LM-head inputs of the training sequences (prompt + refusal target, teacher forcing) are computed ONCE
+with an nnsight trace and cached; ``S`` is then fitted on the cache with cross-entropy on the target tokens
+only (the prompt is masked; the paper's code also trained on prompt tokens). An optional retain set (benign
+prompts with the model's own greedy continuations as targets) keeps the head from rewriting ordinary answers.
+
+Example:
+    >>> head = RefusalHead(d_model=8, epsilon=0.1)
+    >>> h = torch.randn(2, 3, 8)
+    >>> torch.allclose(head(h, gate=torch.zeros(2)), h)   # gate 0: untouched
+    True
+"""
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import nnsight
+import torch
+from einops import einsum
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .architectures import get_module, resolve, unwrap
+from .artifacts import ModelProvenance, read_artifact, require_tensor, write_artifact
+from .errors import ArtifactError, InvalidInputError
+from .prompts import Prompt, encode_prompts
+
+__all__ = ["DEFAULT_REFUSAL", "RefusalHead", "RefusalHeadConfig", "HeadHandle", "cache_lm_head_inputs"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REFUSAL = "I'm sorry, but I can't assist with that."
+
+
+@dataclass
+class RefusalHeadConfig:
+    """How to train a :class:`RefusalHead`.
+
+    Attributes:
+        epsilon: Steering scale (paper: 0.1).
+        target: The refusal the head is trained to produce (the end-of-turn token is appended).
+        epochs: Passes over the cached tokens.
+        learning_rate: AdamW learning rate for ``S``.
+        batch_size: Cached tokens per optimisation step.
+        retain_weight: Weight of the retain loss (benign prompts, the model's own continuations).
+        retain_tokens: Length of the continuation generated for each retain prompt.
+        forward_batch_size: Prompts per forward pass while caching.
+        seed: Seed of the batch order.
+    """
+
+    epsilon: float = 0.1
+    target: str = DEFAULT_REFUSAL
+    epochs: int = 5
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    retain_weight: float = 1.0
+    retain_tokens: int = 16
+    forward_batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("epsilon", self.epsilon > 0, "> 0"),
+            ("target", isinstance(self.target, str) and bool(self.target.strip()), "a non-empty string"),
+            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
+            ("learning_rate", self.learning_rate > 0, "> 0"),
+            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer >= 1"),
+            ("retain_weight", self.retain_weight >= 0, ">= 0"),
+            ("retain_tokens", isinstance(self.retain_tokens, int) and self.retain_tokens >= 1, "an integer >= 1"),
+            ("forward_batch_size", isinstance(self.forward_batch_size, int) and self.forward_batch_size >= 1, ">= 1"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"RefusalHeadConfig.{name}={getattr(self, name)!r} is invalid; allowed: {allowed}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RefusalHeadConfig":
+        """Build from a dict, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+@dataclass
+class TokenCache:
+    """LM-head inputs at target positions and the tokens they must predict.
+
+    Attributes:
+        hidden: ``[n_tokens, d_model]`` LM-head inputs (float32).
+        labels: ``[n_tokens]`` the next token at each position.
+        is_retain: ``[n_tokens]`` ``True`` for retain-set tokens.
+    """
+
+    hidden: Float[Tensor, "n_tokens d_model"]
+    labels: Int[Tensor, " n_tokens"]
+    is_retain: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
+
+
+def _lm_head(model: Any) -> nn.Linear:
+    module = get_module(unwrap(model), resolve(model).row.lm_head_path)
+    if not isinstance(module, nn.Linear):
+        raise InvalidInputError(f"expected the LM head to be nn.Linear, got {type(module).__name__}.")
+    return module
+
+
+def cache_lm_head_inputs(
+    model: Any,
+    prompts: Sequence[Prompt],
+    targets: Tensor,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> TokenCache:
+    """Run the frozen model once over ``prompt + target`` (teacher forcing) and keep the LM-head inputs.
+
+    Args:
+        model: A wrapped model (:func:`~autosteer_interp.models.load_model`).
+        prompts: The prompts.
+        targets: ``[n_targets]`` token ids appended to every prompt, or ``[n_prompts, n_targets]`` one row each.
+        batch_size: Prompts per forward pass.
+        progress: Show a progress bar.
+
+    Returns:
+        The LM-head inputs at the positions that predict each target token, and those tokens.
+    """
+    if len(prompts) == 0:
+        raise InvalidInputError("expected at least one prompt, got an empty list.")
+    targets = targets.expand(len(prompts), -1) if targets.ndim == 1 else targets
+    if targets.shape[0] != len(prompts):
+        raise InvalidInputError(f"got {targets.shape[0]} target rows for {len(prompts)} prompts.")
+    n_targets = targets.shape[1]
+    lm_head = get_module(model, resolve(model).row.lm_head_path)
+    hidden, labels = [], []
+    with tqdm(total=len(prompts), desc="caching", unit="prompt", disable=not progress) as bar:
+        for start in range(0, len(prompts), batch_size):
+            batch_targets = targets[start : start + batch_size]
+            inputs = encode_prompts(model, prompts[start : start + batch_size])
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], batch_targets], dim=1)
+            inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(batch_targets)], dim=1)
+            with torch.no_grad(), model.trace(**inputs) as tracer:
+                # position t predicts token t + 1: the last n_targets + 1 positions but one
+                states = nnsight.save(lm_head.input[:, -n_targets - 1 : -1].float().cpu())
+                tracer.stop()
+            hidden.append(states.reshape(-1, states.shape[-1]))
+            labels.append(batch_targets.reshape(-1))
+            bar.update(len(batch_targets))
+    return TokenCache(hidden=torch.cat(hidden), labels=torch.cat(labels))
+
+
+def _target_ids(model: Any, target: str) -> Tensor:
+    tokenizer = model.tokenizer
+    ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        ids = [*ids, tokenizer.eos_token_id]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _own_continuations(model: Any, prompts: Sequence[Prompt], n_tokens: int, batch_size: int) -> Tensor:
+    """The unsteered model's greedy continuations, exactly ``n_tokens`` long."""
+    rows = []
+    for start in range(0, len(prompts), batch_size):
+        inputs = encode_prompts(model, prompts[start : start + batch_size])
+        with torch.no_grad():
+            out = unwrap(model).generate(
+                **inputs, max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False, pad_token_id=0
+            )
+        rows.append(out[:, inputs["input_ids"].shape[1] :])
+    return torch.cat(rows)
+
+
+class RefusalHead(nn.Module):
+    """``h -> h + gate * eps * h S^T`` on the LM head's input (``S`` starts as the identity).
+
+    Attributes:
+        S: ``[d_model, d_model]`` trained matrix.
+        epsilon: Steering scale.
+        config: The training configuration.
+        history: Mean training loss per epoch of the last :meth:`fit`.
+    """
+
+    def __init__(self, d_model: int, epsilon: float = 0.1, config: RefusalHeadConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or RefusalHeadConfig(epsilon=epsilon)
+        self.config.epsilon = epsilon
+        self.d_model = d_model
+        self.S = nn.Parameter(torch.eye(d_model))
+        self.history: list[float] = []
+        self.provenance: ModelProvenance | None = None
+
+    @property
+    def epsilon(self) -> float:
+        """Steering scale."""
+        return self.config.epsilon
+
+    def forward(
+        self, h: Float[Tensor, "*batch d_model"], gate: Float[Tensor, "*gate"] | float = 1.0
+    ) -> Float[Tensor, "*batch d_model"]:
+        """The steered LM-head input ``h + gate * eps * h S^T``.
+
+        (``nn.Module.apply`` is PyTorch's recursive initialiser, so the head is applied by calling it.)
+
+        Args:
+            h: LM-head inputs, e.g. ``[batch, pos, d_model]``.
+            gate: A float, or one value per leading row of ``h`` (e.g. ``[batch]``): 0 leaves a row untouched.
+
+        Returns:
+            Same shape and dtype as ``h``.
+        """
+        delta = einsum(h, self.S.to(h.dtype), "... d_in, d_out d_in -> ... d_out")
+        if isinstance(gate, Tensor):
+            gate = gate.to(h.dtype).reshape(gate.shape + (1,) * (h.ndim - gate.ndim))
+        return h + gate * self.epsilon * delta
+
+    # ---------------------------------------------------------------------------------------------- fit
+
+    @classmethod
+    def fit(
+        cls,
+        model: Any,
+        harmful_prompts: Sequence[Prompt],
+        config: RefusalHeadConfig | None = None,
+        retain_prompts: Sequence[Prompt] | None = None,
+        progress: bool = True,
+    ) -> "RefusalHead":
+        """Fit ``S`` so that the model answers ``harmful_prompts`` with the refusal target.
+
+        Args:
+            model: The frozen wrapped model.
+            harmful_prompts: Requests to refuse.
+            config: Settings (target, epsilon, epochs, ...).
+            retain_prompts: Optional benign requests whose own continuations the head must keep.
+            progress: Show progress bars.
+
+        Returns:
+            The fitted head (``history`` holds the loss per epoch).
+        """
+        config = copy.deepcopy(config) if config is not None else RefusalHeadConfig()
+        if len(harmful_prompts) == 0:
+            raise InvalidInputError("expected at least one harmful prompt, got an empty list.")
+        spec = resolve(model)
+        cache = cache_lm_head_inputs(
+            model, harmful_prompts, _target_ids(model, config.target), config.forward_batch_size, progress
+        )
+        cache.is_retain = torch.zeros(len(cache.labels), dtype=torch.bool)
+        if retain_prompts:
+            targets = _own_continuations(model, retain_prompts, config.retain_tokens, config.forward_batch_size)
+            retain = cache_lm_head_inputs(model, retain_prompts, targets, config.forward_batch_size, progress)
+            cache = TokenCache(
+                hidden=torch.cat([cache.hidden, retain.hidden]),
+                labels=torch.cat([cache.labels, retain.labels]),
+                is_retain=torch.cat([cache.is_retain, torch.ones(len(retain.labels), dtype=torch.bool)]),
+            )
+        head = cls(spec.d_model, config.epsilon, config)
+        head.fit_on_cache(cache, _lm_head(model), progress=progress)
+        head.provenance = ModelProvenance.of(model)
+        return head
+
+    def fit_on_cache(self, cache: TokenCache, lm_head: nn.Linear, progress: bool = False) -> list[float]:
+        """Fit ``S`` on cached LM-head inputs with cross-entropy (retain tokens weighted by ``retain_weight``).
+
+        Returns:
+            Mean loss per epoch.
+        """
+        config = self.config
+        weight = lm_head.weight.detach().float()
+        bias = lm_head.bias.detach().float() if lm_head.bias is not None else None
+        optimiser = torch.optim.AdamW([self.S], lr=config.learning_rate, weight_decay=0.0)
+        generator = torch.Generator().manual_seed(config.seed)
+        token_weight = torch.where(cache.is_retain, config.retain_weight, 1.0) if len(cache.is_retain) else None
+        self.train()
+        for _ in tqdm(range(config.epochs), desc="refusal head", disable=not progress):
+            order = torch.randperm(len(cache.labels), generator=generator)
+            total = 0.0
+            for start in range(0, len(order), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                logits = nn.functional.linear(self(cache.hidden[batch]), weight, bias)
+                losses = nn.functional.cross_entropy(logits, cache.labels[batch], reduction="none")
+                if token_weight is not None:
+                    losses = losses * token_weight[batch]
+                loss = losses.mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach()) * len(batch)
+            self.history.append(total / len(order))
+            logger.info("refusal head: epoch loss %.4f", self.history[-1])
+        return self.eval().history
+
+    # ---------------------------------------------------------------------------------------------- hooks
+
+    def attach(self, model: Any, gate: float | Tensor = 1.0) -> "HeadHandle":
+        """Apply the head to every forward of ``model`` with plain PyTorch hooks (always on, or a fixed gate).
+
+        Returns:
+            A handle; call ``.remove()`` or use it as a context manager to restore the model.
+        """
+        if self.provenance is not None:
+            self.provenance.check(model, "this refusal head")
+        lm_head = _lm_head(model)
+
+        def pre_hook(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            with torch.no_grad():
+                return (self(args[0], gate), *args[1:])
+
+        return HeadHandle(lm_head.register_forward_pre_hook(pre_hook))
+
+    # ---------------------------------------------------------------------------------------------- artefact
+
+    KIND = "refusal_head"
+
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Save as ``config.json`` + ``tensors.safetensors`` (atomic; refuses to overwrite by default)."""
+        config = {
+            "d_model": self.d_model,
+            "epsilon": self.epsilon,
+            "refusal_head": self.config.to_dict(),
+            "base_model": self.provenance.to_dict() if self.provenance else None,
+            "final_loss": self.history[-1] if self.history else None,
+        }
+        return write_artifact(directory, self.KIND, config, {"S": self.S.detach()}, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, directory: str | Path, model: Any = None) -> "RefusalHead":
+        """Load a saved head; with ``model``, refuse one fitted on a different model.
+
+        Raises:
+            ArtifactError: If the folder is not a valid refusal-head artefact, or does not match ``model``.
+        """
+        config, tensors = read_artifact(directory, cls.KIND)
+        try:
+            head_config = RefusalHeadConfig.from_dict(config["refusal_head"])
+            d_model = int(config["d_model"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ArtifactError(f"{directory}: config.json has invalid refusal-head fields ({error}).") from error
+        head = cls(d_model, head_config.epsilon, head_config)
+        with torch.no_grad():
+            head.S.copy_(require_tensor(tensors, "S", (d_model, d_model), str(directory)))
+        head.provenance = ModelProvenance.from_dict(config["base_model"]) if config.get("base_model") else None
+        if model is not None:
+            if head.provenance is None:
+                raise ArtifactError(f"{directory} records no base model, so it cannot be checked against this one.")
+            head.provenance.check(model, f"the refusal head in {directory}")
+        return head.eval()
+
+
+class HeadHandle:
+    """A registered hook; ``remove()`` (or leaving the ``with`` block) restores the model."""
+
+    def __init__(self, *handles: Any) -> None:
+        self._handles = list(handles)
+
+    def remove(self) -> None:
+        """Remove the hooks (idempotent)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __enter__(self) -> "HeadHandle":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+

@@ -1,0 +1,134 @@
+import json
+
+import pytest
+import torch
+
+from autosteer_interp.errors import ArtifactError, InvalidInputError
+from autosteer_interp.prober import ProberConfig, SafetyProber, probe_sweep
+from autosteer_interp.activations import LayerActivations
+
+
+def separable(n=120, d=32, shift=1.0, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    direction = torch.randn(d, generator=generator)
+    base = torch.randn(n, d, generator=generator) * 3
+    harmful = base + shift * direction + 0.3 * torch.randn(n, d, generator=generator)
+    safe = base - shift * direction + 0.3 * torch.randn(n, d, generator=generator)
+    return harmful, safe
+
+
+@pytest.mark.parametrize("kind", ["mlp", "linear", "logistic"])
+def test_every_kind_learns_a_separable_direction(kind):
+    harmful, safe = separable()
+    prober = SafetyProber.fit(harmful[:90], safe[:90], config=ProberConfig(kind=kind, epochs=60), layer=3)
+    metrics = prober.evaluate(harmful[90:], safe[90:])
+    assert metrics.auroc > 0.98 and metrics.accuracy > 0.9, metrics
+    assert prober.layer == 3 and prober.predict_proba(harmful[:4]).shape == (4,)
+
+
+def test_logits_are_benign_then_harmful_and_probabilities_come_from_softmax():
+    harmful, safe = separable()
+    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(kind="linear", epochs=10))
+    logits = prober(harmful[:5])
+    assert torch.allclose(prober.predict_proba(harmful[:5]), torch.softmax(logits, -1)[:, 1])
+    assert prober.predict(harmful).float().mean() > 0.8
+
+
+def test_the_kept_epoch_is_the_one_with_the_lowest_validation_loss():
+    harmful, safe = separable(shift=0.3)
+    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=40, patience=None))
+    history = prober.history
+    assert len(history.validation_loss) == 40
+    assert history.best_epoch == min(range(40), key=history.validation_loss.__getitem__)
+
+
+def test_fitting_is_seeded():
+    harmful, safe = separable()
+    a = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=5, seed=7))
+    b = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=5, seed=7))
+    assert torch.equal(a.predict_proba(harmful), b.predict_proba(harmful))
+
+
+def test_raw_activations_with_huge_dimensions_are_standardised_inside_the_module():
+    harmful, safe = separable()
+    harmful[:, 0] += 500.0
+    safe[:, 0] += 500.0  # a massive activation shared by every prompt
+    prober = SafetyProber.fit(harmful[:90], safe[:90], config=ProberConfig(epochs=40))
+    assert prober.evaluate(harmful[90:], safe[90:]).auroc > 0.98
+
+
+def test_calibration_meets_the_target_false_positive_rate_on_its_data():
+    harmful, safe = separable(shift=0.4)
+    prober = SafetyProber.fit(harmful[:90], safe[:90], config=ProberConfig(kind="logistic"))
+    threshold = prober.calibrate(safe[90:], target_fpr=0.1)
+    assert prober.threshold == threshold
+    assert prober.evaluate(harmful[90:], safe[90:]).fpr <= 0.1 + 1e-6
+    with pytest.raises(InvalidInputError, match=r"target_fpr must be in \[0, 1\)"):
+        prober.calibrate(safe, target_fpr=1.5)
+
+
+def test_extra_negatives_reduce_false_alarms_on_their_kind():
+    harmful, safe = separable(n=200)
+    generator = torch.Generator().manual_seed(3)
+    confusable = harmful[:100] + 0.05 * torch.randn(100, 32, generator=generator)  # look harmful, labelled benign
+    confusable[:, :4] += 4.0
+    plain = SafetyProber.fit(harmful[100:], safe[100:], config=ProberConfig(kind="linear", epochs=60))
+    with_extra = SafetyProber.fit(
+        harmful[100:], safe[100:], config=ProberConfig(kind="linear", epochs=60), extra_negatives=confusable[:70]
+    )
+    assert with_extra.predict(confusable[70:]).float().mean() < plain.predict(confusable[70:]).float().mean()
+
+
+def test_layer_activations_with_several_layers_need_a_layer():
+    harmful, safe = separable(n=20)
+    stack_h = LayerActivations(torch.stack([harmful, harmful], 1), [4, 9])
+    stack_s = LayerActivations(torch.stack([safe, safe], 1), [4, 9])
+    with pytest.raises(InvalidInputError, match=r"layers \[4, 9\]; pass layer="):
+        SafetyProber.fit(stack_h, stack_s)
+    assert SafetyProber.fit(stack_h, stack_s, layer=9, config=ProberConfig(epochs=2)).layer == 9
+
+
+def test_bad_configs_name_the_field_and_the_allowed_values():
+    config = ProberConfig()
+    config.kind = "svm"  # the jaxtyping test hook would refuse the Literal at construction, before our check
+    with pytest.raises(ValueError, match=r"ProberConfig.kind='svm' is invalid; allowed: mlp \| linear \| logistic"):
+        config.__post_init__()
+    with pytest.raises(ValueError, match=r"threshold=1.5.*0 <= x <= 1"):
+        ProberConfig(threshold=1.5)
+    assert ProberConfig.from_dict({"kind": "linear", "from_the_future": 1}).kind == "linear"
+
+
+def test_too_few_samples_are_refused():
+    with pytest.raises(InvalidInputError, match="at least 2 harmful and 2 safe"):
+        SafetyProber.fit(torch.randn(1, 4), torch.randn(5, 4))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    harmful, safe = separable()
+    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=5), layer=2)
+    prober.calibrate(safe, 0.05)
+    prober.save(tmp_path / "prober")
+    loaded = SafetyProber.load(tmp_path / "prober")
+    assert torch.equal(loaded.predict_proba(harmful), prober.predict_proba(harmful))
+    assert (loaded.layer, loaded.threshold, loaded.config) == (2, prober.threshold, prober.config)
+    config = json.loads((tmp_path / "prober" / "config.json").read_text())
+    assert config["kind"] == "safety_prober" and config["format_version"] == 1 and config["d_model"] == 32
+
+
+def test_probe_sweep_reports_auroc_per_layer_beside_sas(tmp_path):
+    from autosteer_interp.sas import safety_awareness_scores
+
+    harmful, safe = separable(n=60)
+    noise_h, noise_s = torch.randn(60, 32), torch.randn(60, 32)
+    acts_h = LayerActivations(torch.stack([noise_h, harmful], 1), [1, 2])
+    acts_s = LayerActivations(torch.stack([noise_s, safe], 1), [1, 2])
+    sweep = probe_sweep(acts_h, acts_s, sas=safety_awareness_scores(acts_s, acts_h))
+    assert sweep.layers == [1, 2] and sweep.best_layer == 2
+    assert sweep.auroc[1] > 0.95 and sweep.auroc[0] < 0.8 and len(sweep.sas) == 2
+    sweep.plot(tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").exists()
+
+
+def test_loading_something_else_is_refused(tmp_path):
+    with pytest.raises(ArtifactError, match="config.json is missing"):
+        SafetyProber.load(tmp_path)

@@ -34,6 +34,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_sas.py
 	$(PY) benchmarks/bench_collect.py
+	$(PY) benchmarks/bench_refusal_head.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -25,6 +25,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._prefill import prepare_prefill
 from .architectures import ArchSpec, get_module, resolve
 from .errors import InvalidInputError
 from .prompts import Prompt, encode_prompts
@@ -93,66 +94,10 @@ def _check_layers(spec: ArchSpec, layers: Sequence[int] | None) -> list[int]:
     return [spec.check_layer(layer) for layer in layers]
 
 
-_MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate forward pass
-
-
-def _split_shared_prefix(
-    inputs: dict[str, Any], image_token_id: int | None
-) -> tuple[Int[Tensor, "1 prefix"], dict[str, Any]] | None:
-    """Split a left-padded batch into its common token prefix and right-padded suffixes.
-
-    Chat-formatted prompts share a long prefix (system prompt, role markers). Running it once and reusing
-    its key/value cache for every row saves that much compute; positions stay exact because the suffixes
-    are right-padded after an unpadded prefix. The prefix always stops before the first image token and
-    leaves at least one token to every row.
-
-    Returns:
-        ``(prefix_ids, suffix_inputs)``, or ``None`` when the common prefix is too short to be worth it.
-    """
-    rows = [ids[mask.bool()] for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
-    limit = min(len(row) for row in rows) - 1
-    reference = rows[0]
-    shared = 0
-    while shared < limit and all(row[shared] == reference[shared] for row in rows[1:]):
-        if image_token_id is not None and int(reference[shared]) == image_token_id:
-            break
-        shared += 1
-    if shared < _MIN_SHARED_PREFIX:
-        return None
-    suffixes = [row[shared:] for row in rows]
-    width = max(len(suffix) for suffix in suffixes)
-    suffix_ids = torch.full((len(rows), width), int(reference[0]), dtype=reference.dtype)
-    suffix_mask = torch.zeros((len(rows), width), dtype=inputs["attention_mask"].dtype)
-    for i, suffix in enumerate(suffixes):
-        suffix_ids[i, : len(suffix)] = suffix
-        suffix_mask[i, : len(suffix)] = 1
-    prefix_mask = torch.ones((len(rows), shared), dtype=suffix_mask.dtype)
-    suffix_inputs = dict(
-        inputs,
-        input_ids=suffix_ids,
-        attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1),
-    )
-    return reference[:shared].unsqueeze(0), suffix_inputs
-
-
-def _prefix_cache(model: Any, prefix_ids: Tensor, batch: int) -> Any:
-    """Key/value cache of ``prefix_ids`` (one row), repeated for ``batch`` rows."""
-    with torch.no_grad():
-        cache = model._module(input_ids=prefix_ids, use_cache=True, logits_to_keep=1).cache
-    cache.batch_repeat_interleave(batch)
-    return cache
-
-
 def _trace_batch(model: Any, spec: ArchSpec, inputs: dict[str, Any], layers: list[int], share_prefix: bool) -> Tensor:
     """One prefill trace; returns ``[batch, len(layers), d_model]`` at the last prompt token."""
-    split = _split_shared_prefix(inputs, spec.image_token_id) if share_prefix else None
-    if split is not None:
-        prefix_ids, inputs = split
-        suffix_mask = inputs["attention_mask"][:, prefix_ids.shape[1] :]
-        positions = last_prompt_positions(inputs["input_ids"], suffix_mask, spec.image_token_id)
-        inputs["cache"] = _prefix_cache(model, prefix_ids, len(positions))
-    else:
-        positions = last_prompt_positions(inputs["input_ids"], inputs["attention_mask"], spec.image_token_id)
+    inputs, row_mask = prepare_prefill(model, inputs, spec.image_token_id, share_prefix)
+    positions = last_prompt_positions(inputs["input_ids"], row_mask, spec.image_token_id)
     rows = torch.arange(len(positions))
     decoder_layers = get_module(model, spec.layers_path)
     ascending = sorted(layers)

@@ -192,7 +192,9 @@ def write_artifact(
     except ArtifactError:
         raise
     except Exception as error:
-        raise ArtifactError(f"saving to {target} failed ({error}); any previous artefact there is unchanged.") from error
+        raise ArtifactError(
+            f"saving to {target} failed ({error}); any previous artefact there is unchanged."
+        ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

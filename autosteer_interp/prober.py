@@ -80,8 +80,12 @@ class ProberConfig:
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(self.hidden_sizes)
         _require(self.kind in _KINDS, "kind", self.kind, " | ".join(_KINDS))
-        _require(all(isinstance(h, int) and h > 0 for h in self.hidden_sizes), "hidden_sizes", self.hidden_sizes,
-                 "positive integers")
+        _require(
+            all(isinstance(h, int) and h > 0 for h in self.hidden_sizes),
+            "hidden_sizes",
+            self.hidden_sizes,
+            "positive integers",
+        )
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _require(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
@@ -166,6 +170,9 @@ class SafetyProber(nn.Module):
         history: Losses per epoch of the last :meth:`fit` (empty after :meth:`load`).
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, d_model: int, config: ProberConfig | None = None, layer: int | None = None) -> None:
         super().__init__()
         self.config = config or ProberConfig()
@@ -244,9 +251,7 @@ class SafetyProber(nn.Module):
             if x is not None and x.shape[1] != d_model:
                 raise InvalidInputError(f"{name} has d_model {x.shape[1]}, harmful has {d_model}.")
         if len(x_harm) < 2 or len(x_safe) < 2:
-            raise InvalidInputError(
-                f"need at least 2 harmful and 2 safe samples, got {len(x_harm)} and {len(x_safe)}."
-            )
+            raise InvalidInputError(f"need at least 2 harmful and 2 safe samples, got {len(x_harm)} and {len(x_safe)}.")
         generator = torch.Generator().manual_seed(config.seed)
         train, validation = _split(x_harm, x_safe, x_extra, config.validation_fraction, generator)
         with torch.random.fork_rng():
@@ -386,7 +391,9 @@ class SafetyProber(nn.Module):
             prober_config = ProberConfig.from_dict(config["prober"])
             d_model, layer = int(config["d_model"]), config["layer"]
         except (KeyError, TypeError, ValueError) as error:
-            raise ArtifactError(f"{directory}: config.json is missing or has invalid prober fields ({error}).") from error
+            raise ArtifactError(
+                f"{directory}: config.json is missing or has invalid prober fields ({error})."
+            ) from error
         prober = cls(d_model, prober_config, layer)
         expected = {name: tuple(t.shape) for name, t in prober.state_dict().items()}
         state = {name: require_tensor(tensors, name, shape, str(directory)) for name, shape in expected.items()}

@@ -33,6 +33,7 @@ from .errors import DataFormatError, InvalidInputError
 __all__ = [
     "Prompt",
     "PromptPair",
+    "builtin_borderline",
     "builtin_pairs",
     "encode_prompts",
     "format_prompt",
@@ -295,6 +296,32 @@ def builtin_pairs() -> list[PromptPair]:
             )
             for line, rec in _read_jsonl(path)
         ]
+
+
+def builtin_borderline(split: str = "all") -> list[Prompt]:
+    """The project's own borderline-benign requests: harmless, but worded with alarming words.
+
+    Examples of the kind: ending a stuck process with "kill", portrait photography with "shoot". A prober
+    trained on harmful/harmless pairs alone flags many of these; they serve as extra negatives when fitting
+    and calibrating, and their held-out part measures over-refusal.
+
+    Args:
+        split: ``"train"`` (three quarters), ``"test"`` (every fourth request, never used for fitting or
+            calibration) or ``"all"``.
+
+    Returns:
+        The requests, text only.
+    """
+    if split not in ("train", "test", "all"):
+        raise InvalidInputError(f"split must be 'train', 'test' or 'all', got {split!r}.")
+    source = resources.files("autosteer_interp") / "data" / "borderline_benign.jsonl"
+    with resources.as_file(source) as path:
+        records = list(_read_jsonl(path))
+    return [
+        Prompt(_field(rec, ["query"], path, line))
+        for index, (line, rec) in enumerate(records)
+        if split == "all" or (index % 4 == 3) == (split == "test")
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------

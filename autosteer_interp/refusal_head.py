@@ -31,6 +31,8 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._prefill import prepare_prefill
+from .activations import last_prompt_positions
 from .architectures import get_module, resolve, unwrap
 from .artifacts import ModelProvenance, read_artifact, require_tensor, write_artifact
 from .errors import ArtifactError, InvalidInputError
@@ -123,6 +125,7 @@ def cache_lm_head_inputs(
     targets: Tensor,
     batch_size: int = 16,
     progress: bool = True,
+    share_prefix: bool = True,
 ) -> TokenCache:
     """Run the frozen model once over ``prompt + target`` (teacher forcing) and keep the LM-head inputs.
 
@@ -132,6 +135,7 @@ def cache_lm_head_inputs(
         targets: ``[n_targets]`` token ids appended to every prompt, or ``[n_prompts, n_targets]`` one row each.
         batch_size: Prompts per forward pass.
         progress: Show a progress bar.
+        share_prefix: Run the prefix shared by a batch once (see :mod:`autosteer_interp._prefill`).
 
     Returns:
         The LM-head inputs at the positions that predict each target token, and those tokens.
@@ -142,7 +146,8 @@ def cache_lm_head_inputs(
     if targets.shape[0] != len(prompts):
         raise InvalidInputError(f"got {targets.shape[0]} target rows for {len(prompts)} prompts.")
     n_targets = targets.shape[1]
-    lm_head = get_module(model, resolve(model).row.lm_head_path)
+    spec = resolve(model)
+    lm_head = get_module(model, spec.row.lm_head_path)
     hidden, labels = [], []
     with tqdm(total=len(prompts), desc="caching", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
@@ -150,9 +155,13 @@ def cache_lm_head_inputs(
             inputs = encode_prompts(model, prompts[start : start + batch_size])
             inputs["input_ids"] = torch.cat([inputs["input_ids"], batch_targets], dim=1)
             inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(batch_targets)], dim=1)
+            inputs, row_mask = prepare_prefill(model, inputs, spec.image_token_id, share_prefix)
+            # position t predicts token t + 1: the n_targets positions before each row's last token
+            last = last_prompt_positions(inputs["input_ids"], row_mask)
+            positions = last[:, None] - n_targets + torch.arange(n_targets)
+            rows = torch.arange(len(last))[:, None]
             with torch.no_grad(), model.trace(**inputs) as tracer:
-                # position t predicts token t + 1: the last n_targets + 1 positions but one
-                states = nnsight.save(lm_head.input[:, -n_targets - 1 : -1].float().cpu())
+                states = nnsight.save(lm_head.input[rows, positions].float().cpu())
                 tracer.stop()
             hidden.append(states.reshape(-1, states.shape[-1]))
             labels.append(batch_targets.reshape(-1))
@@ -171,11 +180,16 @@ def _target_ids(model: Any, target: str) -> Tensor:
 def _own_continuations(model: Any, prompts: Sequence[Prompt], n_tokens: int, batch_size: int) -> Tensor:
     """The unsteered model's greedy continuations, exactly ``n_tokens`` long."""
     rows = []
+    hf_model: Any = unwrap(model)
     for start in range(0, len(prompts), batch_size):
         inputs = encode_prompts(model, prompts[start : start + batch_size])
         with torch.no_grad():
-            out = unwrap(model).generate(
-                **inputs, max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False, pad_token_id=0
+            out = hf_model.generate(
+                **inputs,
+                max_new_tokens=n_tokens,
+                min_new_tokens=n_tokens,
+                do_sample=False,
+                pad_token_id=model.tokenizer.pad_token_id,
             )
         rows.append(out[:, inputs["input_ids"].shape[1] :])
     return torch.cat(rows)
@@ -372,4 +386,3 @@ class HeadHandle:
 
     def __exit__(self, *exc_info: object) -> None:
         self.remove()
-

@@ -105,10 +105,10 @@ def test_sharing_the_prompt_prefix_changes_nothing_but_rounding(fixture, request
 
 
 def test_the_shared_prefix_stops_before_images_and_leaves_every_row_a_token(tiny_llava, monkeypatch):
-    from autosteer_interp import activations
-    from autosteer_interp.activations import _split_shared_prefix
+    from autosteer_interp import _prefill
+    from autosteer_interp._prefill import _split_shared_prefix
 
-    monkeypatch.setattr(activations, "_MIN_SHARED_PREFIX", 1)  # the tiny chat template has a 6-token prefix
+    monkeypatch.setattr(_prefill, "_MIN_SHARED_PREFIX", 1)  # the tiny chat template has a 6-token prefix
     image_token = tiny_llava._module.config.image_token_id
     inputs = encode_prompts(
         tiny_llava, [Prompt("Same words here", tiny_image()), Prompt("Same words here", tiny_image())]

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
+from autosteer_interp.activations import LayerActivations
 from autosteer_interp.errors import ArtifactError, InvalidInputError
 from autosteer_interp.prober import ProberConfig, SafetyProber, probe_sweep
-from autosteer_interp.activations import LayerActivations
 
 
 def separable(n=120, d=32, shift=1.0, seed=0):

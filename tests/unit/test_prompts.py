@@ -132,3 +132,14 @@ def test_builtin_pairs_are_many_varied_and_contrastive():
     assert len(categories) >= 10 and min(categories.values()) >= 10
     about_image = sum(p.meta["about_image"] for p in pairs)
     assert 0.2 * len(pairs) < about_image < 0.6 * len(pairs)
+
+
+def test_builtin_borderline_requests_split_into_disjoint_train_and_test_parts():
+    from autosteer_interp.prompts import builtin_borderline
+
+    train, test, everything = builtin_borderline("train"), builtin_borderline("test"), builtin_borderline()
+    assert len(everything) >= 100 and len(train) + len(test) == len(everything)
+    assert not {p.text for p in train} & {p.text for p in test}
+    assert 0.2 < len(test) / len(everything) < 0.3
+    with pytest.raises(InvalidInputError, match="split must be 'train', 'test' or 'all', got 'dev'"):
+        builtin_borderline("dev")

@@ -1,0 +1,482 @@
+"""AutoSteer: the prober gates the refusal head per sample, inside nnsight traces, generation and plain HF hooks.
+
+In the prefill pass, ``p = prober(h_L[last prompt token])`` is computed for EVERY row of the batch (the paper's
+code looked at row 0 only); rows with ``p > threshold`` get the refusal head ``h -> h + eps h S^T`` on the LM
+head's input at every step; the other rows are left bit-for-bit as the unsteered model computes them.
+``gate_mode="every_step"`` also re-checks the newest token's activation at each generated step and turns the
+head on from the first step that crosses the threshold (harm that surfaces mid-answer).
+
+Example:
+    >>> steer = AutoSteer.load("artifacts/autosteer")                       # doctest: +SKIP
+    >>> with model.trace(**inputs):                                         # doctest: +SKIP
+    ...     report = steer.apply(model)
+    ...     logits = model.lm_head.output.save()
+    >>> report.gate                                                         # doctest: +SKIP
+    tensor([ True, False])
+"""
+
+import copy
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import nnsight
+import torch
+from torch import Tensor, nn
+
+from .activations import LayerActivations, collect_activations
+from .architectures import get_module, resolve, unwrap
+from .artifacts import ModelProvenance, read_artifact, write_artifact
+from .errors import ArtifactError, InvalidInputError
+from .prober import ProberConfig, ProberMetrics, SafetyProber
+from .prompts import Prompt, PromptPair, builtin_borderline, encode_prompts
+from .refusal_head import RefusalHead, RefusalHeadConfig
+from .sas import LayerScores, safety_awareness_scores
+
+__all__ = ["AutoSteer", "FitSummary", "GenerationResult", "SteerHandle", "SteerReport"]
+
+logger = logging.getLogger(__name__)
+
+GateMode = Literal["prefill", "every_step"]
+_GATE_MODES = ("prefill", "every_step")
+
+
+@dataclass
+class SteerReport:
+    """What the gate decided, per sample (values saved out of the trace).
+
+    Attributes:
+        p_harmful: ``[batch]`` P(harmful) from the prefill pass.
+        gate: ``[batch]`` whether the refusal head is on for the row (after the last step seen).
+    """
+
+    p_harmful: Tensor
+    gate: Tensor
+
+
+@dataclass
+class GenerationResult:
+    """Output of :meth:`AutoSteer.generate`.
+
+    Attributes:
+        texts: The generated continuations (special tokens removed).
+        p_harmful: ``[batch]`` P(harmful) per prompt.
+        gate: ``[batch]`` whether the refusal head was on.
+        token_ids: ``[batch, new_tokens]`` the generated ids (padding after end of sequence).
+    """
+
+    texts: list[str]
+    p_harmful: Tensor
+    gate: Tensor
+    token_ids: Tensor
+
+
+@dataclass
+class FitSummary:
+    """What :meth:`AutoSteer.fit` did.
+
+    Attributes:
+        sas: Safety Awareness Scores of the candidate layers.
+        layer: The chosen layer.
+        validation: Prober metrics on the validation split of the fitting pairs.
+        head_loss: Refusal-head training loss per epoch.
+        seconds: Wall time per stage.
+    """
+
+    sas: LayerScores
+    layer: int
+    validation: ProberMetrics
+    head_loss: list[float]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "sas": self.sas.to_dict(),
+            "layer": self.layer,
+            "validation": self.validation.to_dict(),
+            "head_loss": self.head_loss,
+            "seconds": self.seconds,
+        }
+
+
+def _check_threshold(threshold: Any) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise InvalidInputError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+    return float(threshold)
+
+
+class AutoSteer(nn.Module):
+    """A safety prober at one layer gating a refusal head, per sample.
+
+    Args:
+        prober: The fitted prober (its ``layer`` is the steering layer).
+        head: The fitted refusal head.
+        threshold: Decision threshold on P(harmful); default: the prober's.
+        gate_mode: ``"prefill"`` (the paper: decide once from the prompt) or ``"every_step"``.
+    """
+
+    KIND = "autosteer"
+
+    def __init__(
+        self,
+        prober: SafetyProber,
+        head: RefusalHead,
+        threshold: float | None = None,
+        gate_mode: GateMode = "prefill",
+    ) -> None:
+        super().__init__()
+        if prober.layer is None:
+            raise InvalidInputError("the prober has no layer; fit it with layer=... (the layer it reads).")
+        if prober.d_model != head.d_model:
+            raise InvalidInputError(
+                f"prober d_model {prober.d_model} differs from refusal head d_model {head.d_model}."
+            )
+        if gate_mode not in _GATE_MODES:
+            raise InvalidInputError(f"gate_mode must be one of {_GATE_MODES}, got {gate_mode!r}.")
+        self.prober = prober
+        self.head = head
+        self.threshold = _check_threshold(prober.threshold if threshold is None else threshold)
+        self.gate_mode: GateMode = gate_mode
+        self.provenance = prober.provenance or head.provenance
+        self.summary: FitSummary | None = None
+
+    @property
+    def layer(self) -> int:
+        """The decoder layer whose input the prober reads."""
+        assert self.prober.layer is not None
+        return self.prober.layer
+
+    @property
+    def epsilon(self) -> float:
+        """The refusal head's steering scale."""
+        return self.head.epsilon
+
+    # ---------------------------------------------------------------------------------------------- maths
+
+    def p_harmful(self, h_last: Tensor) -> Tensor:
+        """``[batch]`` P(harmful) from ``[batch, d_model]`` last-token activations at the steering layer."""
+        logits = self.prober(h_last)
+        return torch.softmax(logits.float(), dim=-1)[:, 1]
+
+    def steer_lm_input(self, h: Tensor, gate: Tensor) -> Tensor:
+        """The LM head's input with the refusal head on the gated rows; other rows returned untouched."""
+        steered = self.head(h, 1.0)
+        mask = gate.to(h.device).reshape(gate.shape + (1,) * (h.ndim - 1))
+        return torch.where(mask, steered, h)
+
+    # ---------------------------------------------------------------------------------------------- checks
+
+    def check_model(self, model: Any) -> None:
+        """Refuse a model this AutoSteer was not fitted on, or one without the steering layer.
+
+        Raises:
+            ArtifactError: d_model or LM-head signature mismatch.
+            LayerIndexError: the model has no layer ``self.layer``.
+        """
+        if self.provenance is not None:
+            self.provenance.check(model, "this AutoSteer")
+        spec = resolve(model)
+        if spec.d_model != self.prober.d_model:
+            raise ArtifactError(f"this AutoSteer expects d_model {self.prober.d_model}, the model has {spec.d_model}.")
+        spec.check_layer(self.layer)
+
+    # ---------------------------------------------------------------------------------------------- nnsight
+
+    def apply(self, model: Any, tracer: Any = None, steps: int | None = None) -> SteerReport:
+        """Gate and steer inside ``with model.trace(...)`` or ``with model.generate(...) as tracer``.
+
+        In a trace (one forward pass), call ``steer.apply(model)``. In generation, pass the tracer and the
+        number of steps to steer (``max_new_tokens``): ``steer.apply(model, tracer, steps=n)``; the prober
+        decides in the prefill step and the head acts on the gated rows at every step. Batches must be
+        left-padded (as :func:`~autosteer_interp.models.wrap` sets up), so position -1 is each row's last
+        prompt token. Composable: read or patch any activation before or after the call, in execution order.
+
+        Args:
+            model: The nnsight-wrapped model being traced.
+            tracer: The generation tracer (``None`` for a single forward pass).
+            steps: Generated steps to steer (required with ``tracer``).
+
+        Returns:
+            A :class:`SteerReport` whose tensors are saved (readable after the ``with`` block).
+
+        Raises:
+            InvalidInputError: If called outside a trace, or with a tracer but no ``steps``.
+        """
+        self._check_tracing(model)
+        if tracer is not None and (not isinstance(steps, int) or steps < 1):
+            raise InvalidInputError(f"with a generation tracer, pass steps=max_new_tokens (>= 1), got {steps!r}.")
+        if tracer is None:
+            return self.apply_head(model, self.read_gate(model))
+        self.check_model(model)
+        spec = resolve(model)
+        layer_module = get_module(model, spec.layers_path)[self.layer]
+        lm_head = get_module(model, spec.row.lm_head_path)
+        report = nnsight.save(SteerReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
+        for _ in tracer.iter[:steps]:
+            p = self.p_harmful(layer_module.input[:, -1])
+            if report.p_harmful.numel() == 0:  # the prefill step decides
+                report.p_harmful, report.gate = p, p > self.threshold
+            elif self.gate_mode == "every_step":
+                report.gate = report.gate | (p > self.threshold)
+            lm_head.input = self.steer_lm_input(lm_head.input, report.gate)
+        return report
+
+    def read_gate(self, model: Any) -> SteerReport:
+        """First half of :meth:`apply` in a single-pass trace: read layer L and decide the gate per sample.
+
+        Split :meth:`apply` into :meth:`read_gate` and :meth:`apply_head` to read or patch modules between the
+        steering layer and the LM head in the same trace (nnsight values are requested in execution order).
+        """
+        self._check_tracing(model)
+        self.check_model(model)
+        spec = resolve(model)
+        p = self.p_harmful(get_module(model, spec.layers_path)[self.layer].input[:, -1])
+        return nnsight.save(SteerReport(p_harmful=p, gate=p > self.threshold))
+
+    def apply_head(self, model: Any, report: SteerReport) -> SteerReport:
+        """Second half of :meth:`apply`: the refusal head on the LM-head input of the gated rows."""
+        self._check_tracing(model)
+        lm_head = get_module(model, resolve(model).row.lm_head_path)
+        lm_head.input = self.steer_lm_input(lm_head.input, report.gate)
+        return report
+
+    @staticmethod
+    def _check_tracing(model: Any) -> None:
+        if not getattr(getattr(model, "interleaver", None), "interleaving", False):
+            raise InvalidInputError(
+                "AutoSteer.apply must be called inside `with model.trace(...)` or `with model.generate(...)`; "
+                "outside a trace use steer.attach(hf_model) or steer.generate(model, prompts)."
+            )
+
+    # ---------------------------------------------------------------------------------------------- hooks
+
+    def attach(self, model: Any) -> "SteerHandle":
+        """Install AutoSteer on a plain Hugging Face model with PyTorch hooks (no nnsight), e.g. for serving.
+
+        Works with ``model(...)`` and ``model.generate(...)``: each new sequence (empty key/value cache) is
+        gated in its prefill pass; the head then acts on the gated rows at every step. Inputs must be
+        left-padded.
+
+        Args:
+            model: A Hugging Face model or an nnsight wrapper (its underlying module gets the hooks).
+
+        Returns:
+            A :class:`SteerHandle`; ``remove()`` it (or use ``with``) to restore the model.
+        """
+        self.check_model(model)
+        module = unwrap(model)
+        spec = resolve(module)
+        state = SteerHandle.State()
+
+        def on_model(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))
+            if cache is None or cache.get_seq_length() == 0:
+                state.gate = None  # a new sequence: decide again
+
+        def on_layer(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            with torch.no_grad():
+                p = self.p_harmful(hidden[:, -1])
+            if state.gate is None:
+                state.p_harmful, state.gate = p, p > self.threshold
+            elif self.gate_mode == "every_step":
+                state.gate = state.gate | (p > self.threshold)
+
+        def on_lm_head(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            if state.gate is None or not bool(state.gate.any()):
+                return None
+            with torch.no_grad():
+                return (self.steer_lm_input(args[0], state.gate), *args[1:])
+
+        handles = [
+            module.register_forward_pre_hook(on_model, with_kwargs=True),
+            get_module(module, spec.layers_path)[self.layer].register_forward_pre_hook(on_layer, with_kwargs=True),
+            get_module(module, spec.row.lm_head_path).register_forward_pre_hook(on_lm_head),
+        ]
+        return SteerHandle(state, handles)
+
+    def generate(
+        self, model: Any, prompts: Sequence[Prompt], batch_size: int = 8, **generation_kwargs: Any
+    ) -> GenerationResult:
+        """Generate with AutoSteer for a list of prompts (batched; results per prompt).
+
+        Args:
+            model: A wrapped model.
+            prompts: The requests (images allowed for multimodal models).
+            batch_size: Prompts per ``generate`` call.
+            **generation_kwargs: Passed to Hugging Face ``generate`` (default: greedy, 64 new tokens).
+
+        Returns:
+            Texts, P(harmful) and gate per prompt.
+        """
+        if len(prompts) == 0:
+            raise InvalidInputError("expected at least one prompt, got an empty list.")
+        self.check_model(model)
+        kwargs = {"max_new_tokens": 64, "do_sample": False, **generation_kwargs}
+        kwargs.setdefault("pad_token_id", model.tokenizer.pad_token_id)
+        texts, p_all, gate_all, ids_all = [], [], [], []
+        hf_model: Any = unwrap(model)
+        with self.attach(model) as handle:
+            for start in range(0, len(prompts), batch_size):
+                inputs = encode_prompts(model, prompts[start : start + batch_size])
+                with torch.no_grad():
+                    out = hf_model.generate(**inputs, **kwargs)
+                new = out[:, inputs["input_ids"].shape[1] :]
+                texts += model.tokenizer.batch_decode(new, skip_special_tokens=True)
+                p_all.append(handle.state.p_harmful)
+                gate_all.append(handle.state.gate)
+                ids_all += list(new)
+        width = max(len(row) for row in ids_all)
+        token_ids = torch.full((len(ids_all), width), model.tokenizer.pad_token_id, dtype=torch.long)
+        for i, row in enumerate(ids_all):
+            token_ids[i, : len(row)] = row
+        return GenerationResult(texts, torch.cat(p_all), torch.cat(gate_all), token_ids)
+
+    # ---------------------------------------------------------------------------------------------- fit
+
+    @classmethod
+    def fit(
+        cls,
+        model: Any,
+        pairs: Sequence[PromptPair],
+        candidate_layers: Sequence[int] | None = None,
+        prober_config: ProberConfig | None = None,
+        head_config: RefusalHeadConfig | None = None,
+        extra_negatives: Sequence[Prompt] | None = None,
+        use_builtin_borderline: bool = True,
+        calibrate_fpr: float | None = None,
+        gate_mode: GateMode = "prefill",
+        batch_size: int = 16,
+        progress: bool = True,
+    ) -> "AutoSteer":
+        """The whole pipeline: activations -> SAS -> prober at the best layer -> refusal head.
+
+        Args:
+            model: The wrapped model to steer.
+            pairs: Contrastive (harmful, safe) pairs to fit on.
+            candidate_layers: Layers the SAS chooses from (default: ``1..n_layers-1``; the paper: every 4th).
+            prober_config: Prober settings (default: the paper's MLP).
+            head_config: Refusal-head settings (default: epsilon 0.1, the standard refusal target).
+            extra_negatives: More benign requests for the prober (e.g. your own borderline set).
+            use_builtin_borderline: Add our borderline-benign requests (training part) as extra negatives.
+            calibrate_fpr: If set, calibrate the threshold to this false-positive rate on the validation
+                benign activations (safe side of the fitting pairs and the extra negatives).
+            gate_mode: See :class:`AutoSteer`.
+            batch_size: Prompts per forward pass.
+            progress: Show progress bars.
+
+        Returns:
+            The fitted AutoSteer; ``summary`` holds a :class:`FitSummary`.
+        """
+        if len(pairs) < 4:
+            raise InvalidInputError(f"AutoSteer.fit needs at least 4 contrastive pairs, got {len(pairs)}.")
+        spec = resolve(model)
+        layers = list(candidate_layers) if candidate_layers is not None else list(range(1, spec.n_layers))
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        harmful = collect_activations(model, [p.harmful for p in pairs], layers, batch_size, progress=progress)
+        safe = collect_activations(model, [p.safe for p in pairs], layers, batch_size, progress=progress)
+        sas = safety_awareness_scores(safe, harmful)
+        layer = sas.best_layer
+        seconds["activations_and_sas"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        negatives = list(extra_negatives or []) + (builtin_borderline("train") if use_builtin_borderline else [])
+        extra: LayerActivations | None = None
+        if negatives:
+            extra = collect_activations(model, negatives, [layer], batch_size, progress=progress)
+        prober = SafetyProber.fit(
+            harmful.at(layer), safe.at(layer), config=prober_config, layer=layer, extra_negatives=extra, model=model
+        )
+        validation = prober.evaluate(harmful.at(layer), safe.at(layer))
+        if calibrate_fpr is not None:
+            benign = safe.at(layer) if extra is None else torch.cat([safe.at(layer), extra.at(layer)])
+            prober.calibrate(benign, calibrate_fpr)
+        seconds["prober"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        head = RefusalHead.fit(model, [p.harmful for p in pairs], head_config, progress=progress)
+        seconds["refusal_head"] = time.perf_counter() - start
+        steer = cls(prober, head, gate_mode=gate_mode)
+        steer.summary = FitSummary(sas, layer, validation, list(head.history), seconds)
+        return steer
+
+    # ---------------------------------------------------------------------------------------------- artefact
+
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Save prober and head as one artefact folder (atomic; refuses to overwrite by default)."""
+        config = {
+            "d_model": self.prober.d_model,
+            "layer": self.layer,
+            "threshold": self.threshold,
+            "epsilon": self.epsilon,
+            "gate_mode": self.gate_mode,
+            "prober": self.prober.config.to_dict(),
+            "refusal_head": self.head.config.to_dict(),
+            "base_model": self.provenance.to_dict() if self.provenance else None,
+        }
+        tensors = {f"prober.{name}": t for name, t in self.prober.state_dict().items()}
+        tensors["head.S"] = self.head.S.detach()
+        return write_artifact(directory, self.KIND, config, tensors, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, directory: str | Path, model: Any = None) -> "AutoSteer":
+        """Load a saved AutoSteer; with ``model``, refuse one fitted on a different model.
+
+        Raises:
+            ArtifactError: If the folder is not a valid AutoSteer artefact or does not match ``model``.
+        """
+        config, tensors = read_artifact(directory, cls.KIND)
+        try:
+            d_model, layer = int(config["d_model"]), int(config["layer"])
+            prober = SafetyProber(d_model, ProberConfig.from_dict(config["prober"]), layer)
+            head_config = RefusalHeadConfig.from_dict(config["refusal_head"])
+            head = RefusalHead(d_model, head_config.epsilon, head_config)
+            prober_state = {k.removeprefix("prober."): v for k, v in tensors.items() if k.startswith("prober.")}
+            prober.load_state_dict(prober_state)
+            with torch.no_grad():
+                head.S.copy_(tensors["head.S"])
+            provenance = ModelProvenance.from_dict(config["base_model"]) if config.get("base_model") else None
+            prober.provenance = head.provenance = provenance
+            steer = cls(prober.eval(), head.eval(), float(config["threshold"]), config.get("gate_mode", "prefill"))
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ArtifactError(f"{directory}: not a consistent AutoSteer artefact ({error}).") from error
+        if model is not None:
+            steer.check_model(model)
+        return steer
+
+    def with_threshold(self, threshold: float) -> "AutoSteer":
+        """A copy with another decision threshold."""
+        steer = copy.copy(self)
+        steer.threshold = _check_threshold(threshold)
+        return steer
+
+
+class SteerHandle:
+    """Hooks installed by :meth:`AutoSteer.attach`; ``remove()`` or leave the ``with`` block to restore."""
+
+    @dataclass
+    class State:
+        """The gate of the sequence being generated (``None`` before its prefill pass)."""
+
+        p_harmful: Tensor | None = None
+        gate: Tensor | None = None
+
+    def __init__(self, state: "SteerHandle.State", handles: list[Any]) -> None:
+        self.state = state
+        self._handles = handles
+
+    def remove(self) -> None:
+        """Remove all hooks (idempotent)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __enter__(self) -> "SteerHandle":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()

@@ -109,8 +109,11 @@ def _check_threshold(threshold: Any) -> float:
     return float(threshold)
 
 
-class AutoSteer(nn.Module):
+class AutoSteer:
     """A safety prober at one layer gating a refusal head, per sample.
+
+    Not an ``nn.Module`` on purpose: its ``apply(model)`` is the nnsight intervention, which would shadow
+    PyTorch's recursive ``Module.apply``. The two trained parts, ``prober`` and ``head``, are modules.
 
     Args:
         prober: The fitted prober (its ``layer`` is the steering layer).
@@ -128,7 +131,6 @@ class AutoSteer(nn.Module):
         threshold: float | None = None,
         gate_mode: GateMode = "prefill",
     ) -> None:
-        super().__init__()
         if prober.layer is None:
             raise InvalidInputError("the prober has no layer; fit it with layer=... (the layer it reads).")
         if prober.d_model != head.d_model:
@@ -143,6 +145,12 @@ class AutoSteer(nn.Module):
         self.gate_mode: GateMode = gate_mode
         self.provenance = prober.provenance or head.provenance
         self.summary: FitSummary | None = None
+
+    def to(self, *args: Any, **kwargs: Any) -> "AutoSteer":
+        """Move (or cast) the prober and the head, like ``nn.Module.to``; returns ``self``."""
+        self.prober.to(*args, **kwargs)
+        self.head.to(*args, **kwargs)
+        return self
 
     @property
     def layer(self) -> int:
@@ -327,6 +335,7 @@ class AutoSteer(nn.Module):
                     out = hf_model.generate(**inputs, **kwargs)
                 new = out[:, inputs["input_ids"].shape[1] :]
                 texts += model.tokenizer.batch_decode(new, skip_special_tokens=True)
+                assert handle.state.p_harmful is not None and handle.state.gate is not None
                 p_all.append(handle.state.p_harmful)
                 gate_all.append(handle.state.gate)
                 ids_all += list(new)

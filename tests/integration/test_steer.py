@@ -169,8 +169,8 @@ def test_bad_input_is_refused_before_any_forward(tiny_llava):
     with pytest.raises(LayerIndexError, match=r"0\.\.3"):
         AutoSteer(deep, RefusalHead(64)).attach(tiny_llava)
     inputs = encode_prompts(tiny_llava, prompts)
-    with pytest.raises(InvalidInputError, match="steps=max_new_tokens"), torch.no_grad():
-        with tiny_llava.generate(**inputs, max_new_tokens=2) as tracer:
+    with pytest.raises(InvalidInputError, match="steps=max_new_tokens"), torch.no_grad():  # noqa: SIM117
+        with tiny_llava.generate(**inputs, max_new_tokens=2) as tracer:  # nnsight captures this block's body
             steer.apply(tiny_llava, tracer)
 
 

@@ -199,7 +199,9 @@ class AutoSteer:
 
         In a trace (one forward pass), call ``steer.apply(model)``. In generation, pass the tracer and the
         number of steps to steer (``max_new_tokens``): ``steer.apply(model, tracer, steps=n)``; the prober
-        decides in the prefill step and the head acts on the gated rows at every step. Batches must be
+        decides in the prefill step and the head acts on the gated rows at every step. Generate exactly
+        ``steps`` tokens (``min_new_tokens=max_new_tokens=steps``): nnsight does not run code placed after a
+        loop over steps that never come, so saving the result would be skipped. Batches must be
         left-padded (as :func:`~autosteer_interp.models.wrap` sets up), so position -1 is each row's last
         prompt token. Composable: read or patch any activation before or after the call, in execution order.
 

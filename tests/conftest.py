@@ -21,10 +21,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Keep every test that loads the real model on one xdist worker, so SmolLM2 loads once.
+    # Tutorials run in subprocesses of their own, so they form a second group that can run beside it.
     for item in items:
-        if "tests/real" in str(item.path).replace(os.sep, "/") or item.get_closest_marker("real"):
+        path = str(item.path).replace(os.sep, "/")
+        if "tests/real" in path or item.get_closest_marker("real"):
             item.add_marker(pytest.mark.real)
-            item.add_marker(pytest.mark.xdist_group("real"))
+            item.add_marker(pytest.mark.xdist_group("tutorials" if path.endswith("test_tutorials.py") else "real"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,156 @@
+"""Generation speed: plain Hugging Face generate vs. AutoSteer (hooks, nnsight) vs. the paper's formulation.
+
+Real SmolLM2 inside LLaVA-OneVision, batch of 8 (4 harmful, 4 benign built-in requests), 32 new tokens
+(min_new_tokens=32, so every setting produces exactly the same number of tokens), greedy. The AutoSteer prober is
+a logistic probe at layer 22 fitted on the built-in pairs, the head a trained-shaped ``S``; what is timed is the
+steering machinery, not its quality.
+
+* ``hf_generate``: the unsteered model.
+* ``autosteer_attach``: :meth:`AutoSteer.attach` (plain PyTorch hooks), ``model.generate``.
+* ``autosteer_nnsight``: ``with model.generate(...) as tracer: steer.apply(model, tracer, steps=32)``.
+* ``paper_formulation``: the gate as above, but logits computed as ``h (W + eps W S)^T`` with ``W S`` recomputed
+  at every step (as the paper's code does).
+
+Each setting runs once after one warm-up call; prints one JSON object per measurement and the ratios.
+Targets (issue 4): attach >= 0.95, nnsight >= 0.85 of plain tokens/s.
+
+    python benchmarks/bench_generate.py [--repeats 3]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from autosteer_interp.activations import collect_activations  # noqa: E402
+from autosteer_interp.models import load_model  # noqa: E402
+from autosteer_interp.prober import ProberConfig, SafetyProber  # noqa: E402
+from autosteer_interp.prompts import builtin_pairs, encode_prompts  # noqa: E402
+from autosteer_interp.refusal_head import RefusalHead  # noqa: E402
+from autosteer_interp.steer import AutoSteer  # noqa: E402
+
+NEW_TOKENS = 32
+LAYER = 22
+
+
+def build_steer(model):
+    pairs = builtin_pairs()
+    harmful = collect_activations(model, [p.harmful for p in pairs], [LAYER], progress=False)
+    safe = collect_activations(model, [p.safe for p in pairs], [LAYER], progress=False)
+    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(kind="logistic"), model=model)
+    head = RefusalHead(prober.d_model, epsilon=0.1)
+    with torch.no_grad():
+        head.S.add_(0.01 * torch.randn(head.d_model, head.d_model, generator=torch.Generator().manual_seed(0)))
+    head.provenance = prober.provenance
+    return AutoSteer(prober, head)
+
+
+def paper_hook(steer, hf_model, state):
+    """lm_head forward hook computing h (W + eps W S)^T, W S recomputed every call, on the gated rows."""
+    weight = hf_model.lm_head.weight.detach()
+
+    def hook(_module, args, output):
+        steered_weight = weight + steer.epsilon * weight @ steer.head.S.detach()
+        logits = args[0] @ steered_weight.T
+        gate = state.gate.reshape(-1, *([1] * (output.ndim - 1)))
+        return torch.where(gate, logits, output)
+
+    return hf_model.lm_head.register_forward_hook(hook)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = load_model("smollm2-llava-onevision")
+    hf = model._module
+    steer = build_steer(model)
+    pairs = builtin_pairs()
+    prompts = [p.harmful for p in pairs[:4]] + [p.safe for p in pairs[4:8]]
+    inputs = encode_prompts(model, prompts)
+    kwargs = dict(
+        max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=model.tokenizer.pad_token_id
+    )
+
+    def plain():
+        with torch.no_grad():
+            return hf.generate(**inputs, **kwargs)
+
+    def attach():
+        with torch.no_grad(), steer.attach(model):
+            return hf.generate(**inputs, **kwargs)
+
+    def nnsight_generation():
+        with torch.no_grad(), model.generate(**inputs, **kwargs) as tracer:
+            steer.apply(model, tracer, steps=NEW_TOKENS)
+            ids = tracer.result.save()
+        return ids  # noqa: RET504 (saved nnsight values are read after the block)
+
+    def paper():
+        with torch.no_grad(), steer.attach(model) as handle:
+            handle._handles.pop().remove()  # keep the gate hooks; the paper's logits replace the input edit
+            hook = paper_hook(steer, hf, handle.state)
+            try:
+                return hf.generate(**inputs, **kwargs)
+            finally:
+                hook.remove()
+
+    settings = {
+        "hf_generate": plain,
+        "autosteer_attach": attach,
+        "autosteer_nnsight": nnsight_generation,
+        "paper_formulation": paper,
+    }
+    results = {}
+    outputs = {}
+    for name, fn in settings.items():
+        fn()  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            outputs[name] = fn()
+            times.append(time.perf_counter() - start)
+        seconds = min(times)
+        results[name] = len(prompts) * NEW_TOKENS / seconds
+        print(
+            json.dumps(
+                {
+                    "bench": "generate",
+                    "model": "smollm2-llava-onevision",
+                    "setting": name,
+                    "batch": len(prompts),
+                    "new_tokens": NEW_TOKENS,
+                    "seconds": round(seconds, 3),
+                    "tokens_per_s": round(results[name], 1),
+                    "threads": torch.get_num_threads(),
+                }
+            )
+        )
+    same = torch.equal(outputs["autosteer_attach"], outputs["autosteer_nnsight"])
+    print(
+        json.dumps(
+            {
+                "bench": "generate",
+                "method": "comparison",
+                "attach_ratio": round(results["autosteer_attach"] / results["hf_generate"], 3),
+                "nnsight_ratio": round(results["autosteer_nnsight"] / results["hf_generate"], 3),
+                "paper_ratio": round(results["paper_formulation"] / results["hf_generate"], 3),
+                "paper_slowdown_vs_attach": round(results["autosteer_attach"] / results["paper_formulation"], 2),
+                "attach_and_nnsight_tokens_identical": same,
+                "target_attach_ratio": 0.95,
+                "target_nnsight_ratio": 0.85,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent,ipynb
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · AutoSteer: per-sample gated steering in nnsight traces, generation and plain Hugging Face
+#
+# `AutoSteer.fit` runs the whole pipeline (activations → SAS → prober at the best layer → refusal head).
+# `steer.apply(model)` then works inside any `with model.trace(...)`: in the prefill pass the prober reads the
+# last prompt token at layer L **for every row of the batch**, and the refusal head acts on the rows it flags.
+# Unflagged rows are bit-for-bit what the unsteered model computes.
+#
+# To keep printed output clean, harmful requests are shown only by their gate decision and whether the answer
+# refuses; full answers are printed for benign requests only.
+
+# %%
+import os
+from pathlib import Path
+
+import torch
+
+import autosteer_interp as asi
+from autosteer_interp.evaluate import is_refusal
+from autosteer_interp.prompts import Prompt, encode_prompts
+from autosteer_interp.steer import AutoSteer
+
+OUT = Path(os.environ.get("TUTORIAL_OUT", "outputs/tutorials"))
+N_PAIRS = int(os.environ.get("TUTORIAL_PAIRS", "196"))
+
+model = asi.load_model("smollm2-llava-onevision")
+pairs = asi.builtin_pairs()[:N_PAIRS]
+steer = AutoSteer.fit(model, pairs, progress=False)
+print("layer", steer.layer, "| threshold", steer.threshold, "| epsilon", steer.epsilon)
+print("stage seconds:", {k: round(v, 1) for k, v in steer.summary.seconds.items()})
+
+# %% [markdown]
+# ## 1 · Inside a trace
+# A mixed batch: two harmful requests (from the built-in set), two benign ones, of different lengths.
+
+# %%
+harmful = [pairs[0].harmful, pairs[1].harmful]
+benign = [Prompt("What is the capital of France?"), Prompt("How do I kill a stuck Python process?")]
+batch = harmful + benign
+inputs = encode_prompts(model, batch)
+with torch.no_grad(), model.trace(**inputs):
+    report = steer.apply(model)
+    logits = model.lm_head.output.save()
+with torch.no_grad():
+    plain = model._module(**inputs).logits
+for prompt, p, gate in zip(["harmful 1", "harmful 2", *[b.text for b in benign]], report.p_harmful, report.gate):
+    print(f"{prompt[:40]:40s} P(harmful)={p:.3f} gate={bool(gate)}")
+print("ungated rows identical to the unsteered model:", torch.equal(logits[~report.gate], plain[~report.gate]))
+
+# %% [markdown]
+# ## 2 · Inside generation
+# Pass the tracer and the number of steps: the gate is decided in the prefill step and the head acts on the
+# gated rows at every generated token. `gate_mode="every_step"` would also re-check each new token.
+
+# %%
+n = 24
+with torch.no_grad(), model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False) as tracer:
+    report = steer.apply(model, tracer, steps=n)
+    ids = tracer.result.save()
+texts = model.tokenizer.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+for i, (text, gate) in enumerate(zip(texts, report.gate)):
+    shown = text if i >= len(harmful) else ("<refusal>" if is_refusal(text) else "<answer withheld>")
+    print(f"gate={bool(gate)!s:5s} {shown!r}")
+
+# %% [markdown]
+# ## 3 · Without nnsight: `generate` and `attach`
+# `steer.generate(model, prompts)` batches prompts and returns texts with the per-sample decision.
+# `steer.attach(hf_model)` installs the same logic as plain PyTorch hooks for serving with `model.generate`.
+
+# %%
+result = steer.generate(model, benign, max_new_tokens=16)
+print([round(float(p), 3) for p in result.p_harmful], result.texts)
+with steer.attach(model._module), torch.no_grad():
+    out = model._module.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+print("hooks and nnsight agree:", torch.equal(out, ids))
+
+# %% [markdown]
+# ## 4 · Save and load
+# One folder: `config.json` (layer, threshold, ε, gate mode, base-model signature) + `tensors.safetensors`.
+
+# %%
+steer.save(OUT / "autosteer", overwrite=True)
+loaded = AutoSteer.load(OUT / "autosteer", model=model)
+print(sorted(p.name for p in (OUT / "autosteer").iterdir()), loaded.layer == steer.layer)
+summary = steer.summary
+summary.sas.plot(OUT / "03_sas.png", title="SAS of the fitted AutoSteer")

@@ -19,6 +19,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Keep every test that loads the real model on one xdist worker, so SmolLM2 loads once.
     # Tutorials run in subprocesses of their own, so they form a second group that can run beside it.
@@ -39,6 +40,13 @@ def tiny_llava():
     from autosteer_interp.models import load_model
 
     return load_model("tiny-llava-onevision")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2():
+    from autosteer_interp.models import load_model
+
+    return load_model("tiny-qwen2")
 
 
 @pytest.fixture(scope="session")

@@ -58,11 +58,12 @@ def test_the_cache_holds_the_lm_head_inputs_that_predict_each_target_token(fixtu
     assert torch.allclose(cache.hidden[3:], captured["h"][0, -4:-1], atol=1e-5)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_llava", "tiny_chameleon"])
+@pytest.mark.parametrize("fixture", ["tiny_llava", "tiny_chameleon", "tiny_qwen2"])
 def test_fitting_teaches_a_tiny_model_to_answer_with_the_target(fixture, request):
     model = request.getfixturevalue(fixture)
     prompts = [p.harmful for p in builtin_pairs()[:12]]
-    prompts[0] = Prompt(prompts[0].text, tiny_image(0))
+    if fixture != "tiny_qwen2":  # multimodal: one prompt with an image
+        prompts[0] = Prompt(prompts[0].text, tiny_image(0))
     config = RefusalHeadConfig(target="nope", epsilon=0.5, epochs=60, learning_rate=3e-2, batch_size=32)
     head = RefusalHead.fit(model, prompts, config, progress=False)
     assert head.history[-1] < 0.2 * head.history[0]

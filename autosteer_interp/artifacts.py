@@ -30,7 +30,7 @@ from torch import Tensor
 from .architectures import get_module, resolve, unwrap
 from .errors import ArtifactError
 
-__all__ = ["FORMAT_VERSION", "ModelProvenance", "read_artifact", "write_artifact"]
+__all__ = ["FORMAT_VERSION", "ModelProvenance", "provenance_of_artifact", "read_artifact", "write_artifact"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -116,6 +116,20 @@ class ModelProvenance:
                 f"{self.fingerprint}); this model ({other.model_id}, LM head {list(other.lm_head_shape)}, fingerprint "
                 f"{other.fingerprint}) is a different checkpoint. Fit a new one on this model."
             )
+
+
+def provenance_of_artifact(config: dict[str, Any], model: Any, what: str) -> ModelProvenance | None:
+    """The recorded base model of a loaded artefact, checked against ``model`` when one is given.
+
+    Raises:
+        ArtifactError: If ``model`` is given and the artefact records no base model or a different one.
+    """
+    provenance = ModelProvenance.from_dict(config["base_model"]) if config.get("base_model") else None
+    if model is not None:
+        if provenance is None:
+            raise ArtifactError(f"{what} records no base model, so it cannot be checked against this one.")
+        provenance.check(model, what)
+    return provenance
 
 
 def _signature(weight: Tensor) -> tuple[float, ...]:

@@ -31,7 +31,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .activations import LayerActivations
-from .artifacts import ModelProvenance, read_artifact, require_tensor, write_artifact
+from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
 from .errors import ArtifactError, InvalidInputError
 
 __all__ = ["ProberConfig", "ProberMetrics", "SafetyProber", "probe_sweep", "ProbeSweep"]
@@ -398,11 +398,7 @@ class SafetyProber(nn.Module):
         expected = {name: tuple(t.shape) for name, t in prober.state_dict().items()}
         state = {name: require_tensor(tensors, name, shape, str(directory)) for name, shape in expected.items()}
         prober.load_state_dict(state)
-        prober.provenance = ModelProvenance.from_dict(config["base_model"]) if config.get("base_model") else None
-        if model is not None:
-            if prober.provenance is None:
-                raise ArtifactError(f"{directory} records no base model, so it cannot be checked against this one.")
-            prober.provenance.check(model, f"the prober in {directory}")
+        prober.provenance = provenance_of_artifact(config, model, f"the prober in {directory}")
         return prober.eval()
 
 

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ._prefill import prepare_prefill
 from .activations import last_prompt_positions
 from .architectures import get_module, resolve, unwrap
-from .artifacts import ModelProvenance, read_artifact, require_tensor, write_artifact
+from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
 from .errors import ArtifactError, InvalidInputError
 from .prompts import Prompt, encode_prompts
 
@@ -362,11 +362,7 @@ class RefusalHead(nn.Module):
         head = cls(d_model, head_config.epsilon, head_config)
         with torch.no_grad():
             head.S.copy_(require_tensor(tensors, "S", (d_model, d_model), str(directory)))
-        head.provenance = ModelProvenance.from_dict(config["base_model"]) if config.get("base_model") else None
-        if model is not None:
-            if head.provenance is None:
-                raise ArtifactError(f"{directory} records no base model, so it cannot be checked against this one.")
-            head.provenance.check(model, f"the refusal head in {directory}")
+        head.provenance = provenance_of_artifact(config, model, f"the refusal head in {directory}")
         return head.eval()
 
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .activations import LayerActivations, collect_activations
 from .architectures import get_module, resolve, unwrap
-from .artifacts import ModelProvenance, read_artifact, write_artifact
+from .artifacts import provenance_of_artifact, read_artifact, write_artifact
 from .errors import ArtifactError, InvalidInputError
 from .prober import ProberConfig, ProberMetrics, SafetyProber
 from .prompts import Prompt, PromptPair, builtin_borderline, encode_prompts
@@ -451,8 +451,7 @@ class AutoSteer:
             prober.load_state_dict(prober_state)
             with torch.no_grad():
                 head.S.copy_(tensors["head.S"])
-            provenance = ModelProvenance.from_dict(config["base_model"]) if config.get("base_model") else None
-            prober.provenance = head.provenance = provenance
+            prober.provenance = head.provenance = provenance_of_artifact(config, None, str(directory))
             steer = cls(prober.eval(), head.eval(), float(config["threshold"]), config.get("gate_mode", "prefill"))
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ArtifactError(f"{directory}: not a consistent AutoSteer artefact ({error}).") from error

@@ -17,32 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autosteer_interp.evaluate import refusal_rate  # noqa: E402
+from autosteer_interp.evaluate import generate_texts, refusal_rate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
-from autosteer_interp.prompts import builtin_borderline, encode_prompts, load_vlsafe  # noqa: E402
+from autosteer_interp.prompts import builtin_borderline, load_vlsafe  # noqa: E402
 from autosteer_interp.steer import AutoSteer  # noqa: E402
 
 NEW_TOKENS = 32
-
-
-def plain_generate(model, prompts, head=None, batch_size=16):
-    texts = []
-    for start in range(0, len(prompts), batch_size):
-        inputs = encode_prompts(model, prompts[start : start + batch_size])
-        with torch.no_grad():
-            if head is None:
-                out = model._module.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
-            else:
-                with head.attach(model):
-                    out = model._module.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
-        texts += model.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    return texts
 
 
 def main():
@@ -96,7 +80,7 @@ def main():
             ),
             flush=True,
         )
-        orig = plain_generate(model, prompts)
+        orig = generate_texts(model, prompts, max_new_tokens=NEW_TOKENS)
         print(
             json.dumps(
                 {
@@ -122,7 +106,7 @@ def main():
             flush=True,
         )
         subset = prompts[: args.steer_rows]
-        always = plain_generate(model, subset, head=steer.head)
+        always = generate_texts(model, subset, steer.head, max_new_tokens=NEW_TOKENS)
         print(
             json.dumps(
                 {

@@ -19,38 +19,22 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from autosteer_interp.activations import collect_activations  # noqa: E402
 from autosteer_interp.architectures import resolve  # noqa: E402
-from autosteer_interp.evaluate import refusal_rate  # noqa: E402
+from autosteer_interp.evaluate import generate_texts, refusal_rate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig, SafetyProber  # noqa: E402
-from autosteer_interp.prompts import builtin_borderline, encode_prompts, load_vlsafe  # noqa: E402
+from autosteer_interp.prompts import builtin_borderline, load_vlsafe  # noqa: E402
 from autosteer_interp.refusal_head import RefusalHead, RefusalHeadConfig  # noqa: E402
 from autosteer_interp.sas import safety_awareness_scores  # noqa: E402
 
 
 def emit(**fields):
     print(json.dumps(fields), flush=True)
-
-
-def generate(model, prompts, head=None, new_tokens=32, batch_size=16):
-    texts = []
-    for start in range(0, len(prompts), batch_size):
-        inputs = encode_prompts(model, prompts[start : start + batch_size])
-        with torch.no_grad():
-            if head is None:
-                out = model._module.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
-            else:
-                with head.attach(model):
-                    out = model._module.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
-        texts += model.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    return texts
 
 
 def main():
@@ -130,8 +114,8 @@ def main():
     safe_test = [p.safe for p in test_pairs]
     for name, steer in (("unsteered", None), ("head_always_on", head)):
         start = time.perf_counter()
-        harmful_texts = generate(model, harmful_test, steer)
-        safe_texts = generate(model, safe_test[:100], steer)
+        harmful_texts = generate_texts(model, harmful_test, steer)
+        safe_texts = generate_texts(model, safe_test[:100], steer)
         emit(
             step="generation",
             setting=name,

@@ -133,3 +133,16 @@ def test_fingerprints_survive_a_change_of_dtype(tiny_llava):
 def test_bad_head_configs_name_the_field():
     with pytest.raises(ValueError, match=r"RefusalHeadConfig.epsilon=0.0 is invalid; allowed: > 0"):
         RefusalHeadConfig(epsilon=0.0)
+
+
+def test_generate_texts_matches_plain_generation_and_applies_the_steering(tiny_llava):
+    from autosteer_interp.evaluate import generate_texts
+
+    prompts = [Prompt("hello", tiny_image()), Prompt("a longer request here")]
+    kwargs = dict(max_new_tokens=4, min_new_tokens=4)
+    inputs = encode_prompts(tiny_llava, prompts)
+    with torch.no_grad():
+        out = tiny_llava._module.generate(**inputs, do_sample=False, **kwargs)
+    expected = tiny_llava.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert generate_texts(tiny_llava, prompts, batch_size=1, **kwargs) == expected
+    assert generate_texts(tiny_llava, prompts, trained_like_head(epsilon=2.0), **kwargs) != expected

@@ -38,7 +38,7 @@ from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, r
 from .errors import ArtifactError, InvalidInputError
 from .prompts import Prompt, encode_prompts
 
-__all__ = ["DEFAULT_REFUSAL", "RefusalHead", "RefusalHeadConfig", "HeadHandle", "cache_lm_head_inputs"]
+__all__ = ["DEFAULT_REFUSAL", "RefusalHead", "RefusalHeadConfig", "HookHandle", "cache_lm_head_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ class RefusalHead(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- hooks
 
-    def attach(self, model: Any, gate: float | Tensor = 1.0) -> "HeadHandle":
+    def attach(self, model: Any, gate: float | Tensor = 1.0) -> "HookHandle":
         """Apply the head to every forward of ``model`` with plain PyTorch hooks (always on, or a fixed gate).
 
         Returns:
@@ -329,7 +329,7 @@ class RefusalHead(nn.Module):
             with torch.no_grad():
                 return (self(args[0], gate), *args[1:])
 
-        return HeadHandle(lm_head.register_forward_pre_hook(pre_hook))
+        return HookHandle(lm_head.register_forward_pre_hook(pre_hook))
 
     # ---------------------------------------------------------------------------------------------- artefact
 
@@ -366,8 +366,8 @@ class RefusalHead(nn.Module):
         return head.eval()
 
 
-class HeadHandle:
-    """A registered hook; ``remove()`` (or leaving the ``with`` block) restores the model."""
+class HookHandle:
+    """Registered PyTorch hooks; ``remove()`` (or leaving the ``with`` block) restores the model."""
 
     def __init__(self, *handles: Any) -> None:
         self._handles = list(handles)
@@ -377,7 +377,7 @@ class HeadHandle:
         while self._handles:
             self._handles.pop().remove()
 
-    def __enter__(self) -> "HeadHandle":
+    def __enter__(self) -> "HookHandle":
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -33,7 +33,7 @@ from .artifacts import provenance_of_artifact, read_artifact, write_artifact
 from .errors import ArtifactError, InvalidInputError
 from .prober import ProberConfig, ProberMetrics, SafetyProber
 from .prompts import Prompt, PromptPair, builtin_borderline, encode_prompts
-from .refusal_head import RefusalHead, RefusalHeadConfig
+from .refusal_head import HookHandle, RefusalHead, RefusalHeadConfig
 from .sas import LayerScores, safety_awareness_scores
 
 __all__ = ["AutoSteer", "FitSummary", "GenerationResult", "SteerHandle", "SteerReport"]
@@ -330,7 +330,8 @@ class AutoSteer:
         kwargs.setdefault("pad_token_id", model.tokenizer.pad_token_id)
         texts, p_all, gate_all, ids_all = [], [], [], []
         hf_model: Any = unwrap(model)
-        with self.attach(model) as handle:
+        handle = self.attach(model)
+        with handle:
             for start in range(0, len(prompts), batch_size):
                 inputs = encode_prompts(model, prompts[start : start + batch_size])
                 with torch.no_grad():
@@ -466,8 +467,8 @@ class AutoSteer:
         return steer
 
 
-class SteerHandle:
-    """Hooks installed by :meth:`AutoSteer.attach`; ``remove()`` or leave the ``with`` block to restore."""
+class SteerHandle(HookHandle):
+    """Hooks installed by :meth:`AutoSteer.attach`, with the gate of the current sequence in ``state``."""
 
     @dataclass
     class State:
@@ -477,16 +478,5 @@ class SteerHandle:
         gate: Tensor | None = None
 
     def __init__(self, state: "SteerHandle.State", handles: list[Any]) -> None:
+        super().__init__(*handles)
         self.state = state
-        self._handles = handles
-
-    def remove(self) -> None:
-        """Remove all hooks (idempotent)."""
-        while self._handles:
-            self._handles.pop().remove()
-
-    def __enter__(self) -> "SteerHandle":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.remove()

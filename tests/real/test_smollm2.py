@@ -10,6 +10,8 @@ from autosteer_interp.prompts import Prompt, builtin_pairs, encode_prompts
 from autosteer_interp.sas import safety_awareness_scores
 from tests.integration.test_activations import hidden_states_reference
 
+pytestmark = pytest.mark.real
+
 TEXTS = [
     Prompt("What is the capital of France?"),
     Prompt("Give me three tips for a good night's sleep, in one sentence each."),

@@ -1,6 +1,10 @@
 """The VLSafe pairs of the shared data directory (skipped when AUTOSTEER_DATA_DIR / ../shared/data is absent)."""
 
+import pytest
+
 from autosteer_interp.prompts import load_vlsafe
+
+pytestmark = pytest.mark.real
 
 
 def test_shared_vlsafe_pairs_load_in_step(data_dir):

@@ -227,11 +227,11 @@ class AutoSteer:
         lm_head = get_module(model, spec.row.lm_head_path)
         report = nnsight.save(SteerReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
         for _ in tracer.iter[:steps]:
-            p = self.p_harmful(layer_module.input[:, -1])
             if report.p_harmful.numel() == 0:  # the prefill step decides
+                p = self.p_harmful(layer_module.input[:, -1])
                 report.p_harmful, report.gate = p, p > self.threshold
             elif self.gate_mode == "every_step":
-                report.gate = report.gate | (p > self.threshold)
+                report.gate = report.gate | (self.p_harmful(layer_module.input[:, -1]) > self.threshold)
             lm_head.input = self.steer_lm_input(lm_head.input, report.gate)
         return report
 
@@ -288,6 +288,8 @@ class AutoSteer:
                 state.gate = None  # a new sequence: decide again
 
         def on_layer(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if state.gate is not None and self.gate_mode == "prefill":
+                return  # decided in this sequence's prefill pass
             hidden = args[0] if args else kwargs["hidden_states"]
             with torch.no_grad():
                 p = self.p_harmful(hidden[:, -1])

@@ -11,10 +11,11 @@ steering machinery, not its quality.
 * ``paper_formulation``: the gate as above, but logits computed as ``h (W + eps W S)^T`` with ``W S`` recomputed
   at every step (as the paper's code does).
 
-Each setting runs once after one warm-up call; prints one JSON object per measurement and the ratios.
+Each setting is warmed up once, then the settings run round-robin ``--repeats`` times (best time kept), so
+drifts of a shared machine hit all of them alike; prints one JSON object per measurement and the ratios.
 Targets (issue 4): attach >= 0.95, nnsight >= 0.85 of plain tokens/s.
 
-    python benchmarks/bench_generate.py [--repeats 3]
+    python benchmarks/bench_generate.py [--repeats 5]
 """
 
 import argparse
@@ -67,7 +68,7 @@ def paper_hook(steer, hf_model, state):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
     model = load_model("smollm2-llava-onevision")
@@ -109,16 +110,18 @@ def main():
         "autosteer_nnsight": nnsight_generation,
         "paper_formulation": paper,
     }
-    results = {}
-    outputs = {}
-    for name, fn in settings.items():
+    for fn in settings.values():
         fn()  # warm-up
-        times = []
-        for _ in range(args.repeats):
+    times = {name: [] for name in settings}
+    outputs = {}
+    for _ in range(args.repeats):  # round-robin, so slow drifts of the machine hit every setting alike
+        for name, fn in settings.items():
             start = time.perf_counter()
             outputs[name] = fn()
-            times.append(time.perf_counter() - start)
-        seconds = min(times)
+            times[name].append(time.perf_counter() - start)
+    results = {}
+    for name in settings:
+        seconds = min(times[name])
         results[name] = len(prompts) * NEW_TOKENS / seconds
         print(
             json.dumps(
@@ -130,6 +133,7 @@ def main():
                     "new_tokens": NEW_TOKENS,
                     "seconds": round(seconds, 3),
                     "tokens_per_s": round(results[name], 1),
+                    "repeats": args.repeats,
                     "threads": torch.get_num_threads(),
                 }
             )

@@ -202,16 +202,22 @@ def _tiny_vision_config(image_size: int) -> dict[str, Any]:
     )
 
 
+_TINY_DECODER_SIZES: dict[str, Any] = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+)
+"""Sizes of every tiny language model (LLaVA-OneVision's Qwen2, the Qwen2 LM, Chameleon)."""
+
+
 def _tiny_qwen2_sizes(tokenizer: Any) -> dict[str, Any]:
     """Config of the tiny Qwen2 language model shared by the tiny LLaVA-OneVision and the tiny Qwen2 LM."""
     return dict(
+        _TINY_DECODER_SIZES,
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
         tie_word_embeddings=False,
         bos_token_id=None,
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
@@ -328,13 +334,8 @@ def build_tiny_chameleon(seed: int = 0) -> tuple[nn.Module, Any, Any]:
 
     vocab = _tiny_chameleon_vocabulary()
     config = ChameleonConfig(
+        **_TINY_DECODER_SIZES,
         vocab_size=len(vocab) + 7,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
         bos_token_id=vocab["<s>"],
         eos_token_id=vocab["</s>"],
         pad_token_id=vocab["<pad>"],

@@ -20,7 +20,7 @@ Example:
 import copy
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +207,7 @@ class RefusalHead(nn.Module):
 
     def __init__(self, d_model: int, epsilon: float = 0.1, config: RefusalHeadConfig | None = None) -> None:
         super().__init__()
-        self.config = config or RefusalHeadConfig(epsilon=epsilon)
-        self.config.epsilon = epsilon
+        self.config = replace(config, epsilon=epsilon) if config is not None else RefusalHeadConfig(epsilon=epsilon)
         self.d_model = d_model
         self.S = nn.Parameter(torch.eye(d_model))
         self.history: list[float] = []

@@ -159,6 +159,11 @@ class AutoSteer:
         return self.prober.layer
 
     @property
+    def layers(self) -> tuple[int, ...]:
+        """The decoder layers whose inputs the prober reads, ascending (one layer for the paper's prober)."""
+        return (self.layer,)
+
+    @property
     def epsilon(self) -> float:
         """The refusal head's steering scale."""
         return self.head.epsilon

@@ -8,8 +8,12 @@ the last prompt token is the one the model answers from; Chameleon has no chat t
 processor's convention (the ``<image>`` placeholder in the text, the separator token appended).
 
 Loaders read the VLSafe and ToViLaG jsonl formats of the public AutoSteer release, plain jsonl files with a
-``query`` field, and the project's own built-in pairs (:func:`builtin_pairs`). Malformed files raise
-:class:`~autosteer_interp.errors.DataFormatError` naming the file and the line.
+``query`` field, and the project's own data shipped with the package: the built-in pairs
+(:func:`builtin_pairs`), the borderline-benign requests (:func:`builtin_borderline`), and the gate data
+(:func:`builtin_gate_pairs`: pairs in many harm categories and phrasing styles, with disjoint train and test
+files; :func:`jailbreak_wrappers`: wrapper templates applied alike to harmful and benign requests by
+:func:`wrap_prompts`). Malformed files raise :class:`~autosteer_interp.errors.DataFormatError` naming the
+file and the line.
 
 Example:
     >>> pairs = builtin_pairs()
@@ -22,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -31,18 +35,46 @@ from .architectures import resolve
 from .errors import DataFormatError, InvalidInputError
 
 __all__ = [
+    "GATE_STYLES",
+    "WRAPPER_FAMILIES",
+    "JailbreakWrapper",
     "Prompt",
     "PromptPair",
+    "Split",
     "builtin_borderline",
+    "builtin_gate_pairs",
     "builtin_pairs",
     "encode_prompts",
     "format_prompt",
+    "jailbreak_wrappers",
     "load_queries",
     "load_tovilag",
     "load_vlsafe",
+    "wrap_prompts",
+    "wrapper_assignment",
 ]
 
 ImageLike = Image.Image | np.ndarray | str | Path
+Split = Literal["train", "test", "all"]
+
+#: Phrasing styles of the gate pairs (:func:`builtin_gate_pairs`).
+GATE_STYLES: tuple[str, ...] = ("direct", "polite", "indirect", "image_question", "imperative", "casual")
+
+#: Families of the jailbreak wrappers (:func:`jailbreak_wrappers`); the last two appear only in the test split.
+WRAPPER_FAMILIES: tuple[str, ...] = (
+    "role_play",
+    "fiction",
+    "prefix_injection",
+    "translation",
+    "emotional_appeal",
+    "long_preamble",
+    "research_pretext",
+    "developer_mode",
+    "refusal_suppression",
+    "code_framing",
+    "payload_splitting",
+    "few_shot_dialogue",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +129,7 @@ class PromptPair:
         id: An identifier (e.g. the line number in the source file).
         category: Optional harm category.
         meta: Any further fields of the source record.
+        style: Optional phrasing style (one of :data:`GATE_STYLES` for the gate pairs).
     """
 
     harmful: Prompt
@@ -104,6 +137,48 @@ class PromptPair:
     id: str = ""
     category: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    style: str = ""
+
+
+@dataclass(frozen=True)
+class JailbreakWrapper:
+    """A jailbreak-style template that wraps a request; applied alike to harmful and benign requests.
+
+    Attributes:
+        id: Identifier, like ``"jw-001"``.
+        family: The wrapper family (one of :data:`WRAPPER_FAMILIES`).
+        split: ``"train"`` or ``"test"``; the two splits share no template.
+        template: The wrapper text, with exactly one ``{request}`` placeholder (other braces are literal).
+
+    Raises:
+        InvalidInputError: If the template does not hold exactly one ``{request}``, or the split is not
+            ``"train"`` or ``"test"``.
+    """
+
+    id: str
+    family: str
+    split: str
+    template: str
+
+    def __post_init__(self) -> None:
+        count = self.template.count("{request}")
+        if count != 1:
+            raise InvalidInputError(
+                f"wrapper {self.id!r}: the template must hold exactly one '{{request}}' placeholder, found {count}."
+            )
+        if self.split not in ("train", "test"):
+            raise InvalidInputError(f"wrapper {self.id!r}: split must be 'train' or 'test', got {self.split!r}.")
+
+    def wrap(self, prompt: Prompt) -> Prompt:
+        """The request placed in the template; the image (if any) is kept.
+
+        Args:
+            prompt: The request to wrap.
+
+        Returns:
+            A new prompt whose text is the template with ``{request}`` replaced by ``prompt.text``.
+        """
+        return Prompt(self.template.replace("{request}", prompt.text), prompt.image)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -312,8 +387,7 @@ def builtin_borderline(split: str = "all") -> list[Prompt]:
     Returns:
         The requests, text only.
     """
-    if split not in ("train", "test", "all"):
-        raise InvalidInputError(f"split must be 'train', 'test' or 'all', got {split!r}.")
+    _check_split(split)
     source = resources.files("autosteer_interp") / "data" / "borderline_benign.jsonl"
     with resources.as_file(source) as path:
         records = list(_read_jsonl(path))
@@ -322,6 +396,162 @@ def builtin_borderline(split: str = "all") -> list[Prompt]:
         for index, (line, rec) in enumerate(records)
         if split == "all" or (index % 4 == 3) == (split == "test")
     ]
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test", "all"):
+        raise InvalidInputError(f"split must be 'train', 'test' or 'all', got {split!r}.")
+
+
+def _data_records(name: str) -> tuple[Path, list[tuple[int, dict[str, Any]]]]:
+    source = resources.files("autosteer_interp") / "data" / name
+    with resources.as_file(source) as path:
+        return Path(path), list(_read_jsonl(path))
+
+
+def builtin_gate_pairs(split: Split = "all") -> list[PromptPair]:
+    """The project's contrastive pairs for training and testing the gate (requests only).
+
+    Harm categories that VLSafe barely covers (sexual content, hate and harassment, self-harm, weapons,
+    cybercrime, fraud, privacy invasion, drugs, violence, extremism, misinformation), each phrased in every
+    style of :data:`GATE_STYLES` (direct, polite, indirect, about an image the model does not see,
+    imperative, casual). The harmless side is a minimal edit of the harmful side that keeps its topic words
+    where possible, so a prober must learn the intent, not the vocabulary. The test file was written
+    separately (other scenarios and sentence structures) and shares no request with the training file or
+    with :func:`builtin_pairs`.
+
+    Args:
+        split: ``"train"``, ``"test"`` (never used for fitting or calibration) or ``"all"`` (train then test).
+
+    Returns:
+        The pairs, text only; ``id`` like ``"gp-train-001"``, ``category`` and ``style`` set,
+        ``meta["split"]`` the file they came from.
+
+    Raises:
+        InvalidInputError: If ``split`` is not ``"train"``, ``"test"`` or ``"all"``.
+        DataFormatError: If a data file is malformed (the message names the file and the line).
+    """
+    _check_split(split)
+    parts = ("train", "test") if split == "all" else (split,)
+    pairs: list[PromptPair] = []
+    for part in parts:
+        path, records = _data_records(f"gate_pairs_{part}.jsonl")
+        for line, rec in records:
+            style = _field(rec, ["style"], path, line)
+            if style not in GATE_STYLES:
+                raise DataFormatError(f"{path}, line {line}: style must be one of {GATE_STYLES}, got {style!r}.")
+            pairs.append(
+                PromptPair(
+                    harmful=Prompt(_field(rec, ["harmful"], path, line)),
+                    safe=Prompt(_field(rec, ["safe"], path, line)),
+                    id=_field(rec, ["id"], path, line),
+                    category=_field(rec, ["category"], path, line),
+                    meta={"split": part},
+                    style=style,
+                )
+            )
+    return pairs
+
+
+def jailbreak_wrappers(split: Split = "all") -> list[JailbreakWrapper]:
+    """The project's jailbreak-style wrapper templates, shipped with the package.
+
+    Every family of :data:`WRAPPER_FAMILIES` but the last two has templates in both splits (never the same
+    template); ``payload_splitting`` and ``few_shot_dialogue`` appear only in the test split, as wrapper
+    families the gate never saw. Every template reads naturally around a benign request too, so that,
+    applied to both sides (:func:`wrap_prompts`), the wrapper itself is never the signal.
+
+    Args:
+        split: ``"train"`` (about 60% of the templates), ``"test"`` or ``"all"``.
+
+    Returns:
+        The wrappers, in file order.
+
+    Raises:
+        InvalidInputError: If ``split`` is not ``"train"``, ``"test"`` or ``"all"``.
+        DataFormatError: If the data file is malformed (the message names the file and the line).
+    """
+    _check_split(split)
+    path, records = _data_records("jailbreak_wrappers.jsonl")
+    wrappers: list[JailbreakWrapper] = []
+    for line, rec in records:
+        try:
+            wrapper = JailbreakWrapper(
+                id=_field(rec, ["id"], path, line),
+                family=_field(rec, ["family"], path, line),
+                split=_field(rec, ["split"], path, line),
+                template=_field(rec, ["template"], path, line),
+            )
+        except InvalidInputError as error:
+            raise DataFormatError(f"{path}, line {line}: {error}") from error
+        if split in ("all", wrapper.split):
+            wrappers.append(wrapper)
+    return wrappers
+
+
+def wrapper_assignment(
+    n_prompts: int, wrappers: Sequence[JailbreakWrapper], per_prompt: int = 1, seed: int = 0
+) -> list[JailbreakWrapper]:
+    """Which wrapper :func:`wrap_prompts` applies to each output prompt (same order, same arguments).
+
+    The wrappers are shuffled once with ``seed``, then dealt round-robin: prompt ``i`` gets the
+    ``per_prompt`` consecutive wrappers starting at position ``i * per_prompt`` (cyclically). So every
+    prompt gets different wrappers, the wrappers are used equally often (counts differ by at most one), and
+    prompt ``i`` gets the same wrappers whatever the list it is in, which wraps a harmful list and its
+    benign twin list identically.
+
+    Args:
+        n_prompts: Number of prompts.
+        wrappers: The wrappers to deal.
+        per_prompt: Wrappers per prompt, ``1 <= per_prompt <= len(wrappers)``.
+        seed: Seed of the shuffle.
+
+    Returns:
+        ``n_prompts * per_prompt`` wrappers: those of prompt 0, then those of prompt 1, ...
+
+    Raises:
+        InvalidInputError: If ``wrappers`` is empty, ``n_prompts`` is negative or ``per_prompt`` is out of range.
+    """
+    if len(wrappers) == 0:
+        raise InvalidInputError("expected at least one wrapper, got an empty list.")
+    if n_prompts < 0:
+        raise InvalidInputError(f"n_prompts must be >= 0, got {n_prompts}.")
+    if not 1 <= per_prompt <= len(wrappers):
+        raise InvalidInputError(
+            f"per_prompt must be between 1 and the number of wrappers ({len(wrappers)}), got {per_prompt}."
+        )
+    order = np.random.default_rng(seed).permutation(len(wrappers))
+    return [wrappers[int(order[k % len(wrappers)])] for k in range(n_prompts * per_prompt)]
+
+
+def wrap_prompts(
+    prompts: Sequence[Prompt], wrappers: Sequence[JailbreakWrapper], per_prompt: int = 1, seed: int = 0
+) -> list[Prompt]:
+    """Wrap every prompt in ``per_prompt`` different wrappers, deterministically and evenly.
+
+    The assignment is :func:`wrapper_assignment` (use it to group results by wrapper family): it depends
+    only on the prompt's position, the wrappers and ``seed``, so ``wrap_prompts(harmful, ...)`` and
+    ``wrap_prompts(benign, ...)`` with the same arguments wrap twin requests in the same templates.
+
+    Args:
+        prompts: The requests (images are kept).
+        wrappers: The templates, e.g. ``jailbreak_wrappers("test")``.
+        per_prompt: Wrappers per prompt, ``1 <= per_prompt <= len(wrappers)``.
+        seed: Seed of the assignment.
+
+    Returns:
+        ``len(prompts) * per_prompt`` prompts: the wrapped versions of prompt 0, then of prompt 1, ...
+
+    Raises:
+        InvalidInputError: If ``wrappers`` is empty or ``per_prompt`` is out of range.
+
+    Example:
+        >>> wrapped = wrap_prompts([Prompt("How do I bake bread?")], jailbreak_wrappers("train"), per_prompt=2)
+        >>> len(wrapped), all("How do I bake bread?" in p.text for p in wrapped)
+        (2, True)
+    """
+    assigned = wrapper_assignment(len(prompts), wrappers, per_prompt, seed)
+    return [wrapper.wrap(prompts[k // per_prompt]) for k, wrapper in enumerate(assigned)]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -1,0 +1,332 @@
+"""AutoSteer on NDIF: a steer whose trace-side code and tensors travel with a ``remote=True`` request.
+
+nnsight ships the body of a remote trace as source text plus the objects it reads, pickled with cloudpickle;
+classes of a registered package travel by value, everything else by reference, and the server has only
+``torch, numpy, transformers, accelerate, diffusers, einops, peft, nnsight`` (and their dependencies). An
+:class:`~autosteer_interp.steer.AutoSteer` itself cannot go: pickling its class by value drags in every
+method's annotations and globals, so the server would need ``jaxtyping``, ``PIL``, ``tqdm`` ... (measured with
+:func:`server_imports`). :func:`prepare_remote` therefore builds a :class:`RemoteSteer`: the same gate and
+refusal head, whose trace-side code uses only torch, einops and nnsight:
+
+* the prober travels as a ``torch.export`` program of ``steer.p_harmful`` (exact, dynamic batch);
+* the refusal head's ``S`` travels as float32, float16, or low rank ``S ~ I + U V^T`` (truncated SVD of
+  ``S - I``), with the approximation error reported in a :class:`TransportReport`;
+* the package registers itself with nnsight (:func:`register`), so its classes travel by value even when it is
+  pip-installed (nnsight only auto-registers modules that are not installed).
+
+Annotations in the shipped class are plain ``Tensor`` on purpose: jaxtyping is not on the server.
+
+Example:
+    >>> remote_steer, report = prepare_remote(steer, model, transport="low_rank", rank=64)   # doctest: +SKIP
+    >>> with model.trace(inputs, remote=True):                                             # doctest: +SKIP
+    ...     gate = remote_steer.apply(model)
+    ...     logits = model.lm_head.output.save()
+"""
+
+import io
+import logging
+import pickle
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import nnsight
+import torch
+from einops import einsum
+from jaxtyping import Float
+from nnsight.intervention.serialization import CustomCloudUnpickler, dumps
+from torch import Tensor, nn
+
+from .architectures import get_module, resolve
+from .errors import InvalidInputError
+from .steer import AutoSteer, SteerReport
+
+__all__ = [
+    "SERVER_MODULES",
+    "RemoteSteer",
+    "Transport",
+    "TransportReport",
+    "head_transport_bytes",
+    "prepare_remote",
+    "register",
+    "server_imports",
+]
+
+logger = logging.getLogger(__name__)
+
+Transport = Literal["float32", "float16", "low_rank"]
+_TRANSPORTS = ("float32", "float16", "low_rank")
+
+SERVER_MODULES = frozenset(
+    {"torch", "numpy", "transformers", "accelerate", "diffusers", "einops", "peft", "nnsight"}
+    | {"cloudpickle", "huggingface_hub", "safetensors", "tokenizers", "tqdm", "regex", "packaging", "yaml", "requests"}
+)
+"""Top-level modules an NDIF server has: nnsight's list (``intervention/backends/local.py``) plus the
+dependencies of nnsight and transformers."""
+
+
+def register() -> None:
+    """Register ``autosteer_interp`` with nnsight, so its classes and functions travel by value.
+
+    Needed when the package is pip-installed (nnsight auto-registers only modules that are not installed);
+    harmless otherwise. :func:`prepare_remote` calls it.
+    """
+    nnsight.register(sys.modules[__name__.rpartition(".")[0]])
+
+
+class RemoteSteer:
+    """AutoSteer's gate and refusal head as plain torch, for ``model.trace(..., remote=True)``.
+
+    Build it with :func:`prepare_remote`. It computes what :meth:`AutoSteer.apply` computes (bit for bit with
+    ``transport="float32"``) and can run locally too, so a local run predicts the remote one.
+
+    Attributes:
+        layers: Decoder layers whose inputs the gate reads, ascending.
+        threshold: Decision threshold on P(harmful).
+        gate_mode: ``"prefill"`` or ``"every_step"``.
+        epsilon: Refusal-head scale.
+        layers_path: Dotted path of the decoder layers in the model.
+        lm_head_path: Dotted path of the LM head.
+    """
+
+    def __init__(
+        self,
+        layers: tuple[int, ...],
+        threshold: float,
+        gate_mode: str,
+        epsilon: float,
+        layers_path: str,
+        lm_head_path: str,
+        prober_program: bytes,
+        head_factors: dict[str, Tensor],
+    ) -> None:
+        self.layers = layers
+        self.threshold = threshold
+        self.gate_mode = gate_mode
+        self.epsilon = epsilon
+        self.layers_path = layers_path
+        self.lm_head_path = lm_head_path
+        self.prober_program = prober_program
+        self.head_factors = head_factors
+        self._prober: Any = None
+        self._S: Tensor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # what travels: the compact forms only (the prober program and S are rebuilt where they are used)
+        return {**self.__dict__, "_prober": None, "_S": None}
+
+    @property
+    def S(self) -> Tensor:
+        """``[d_model, d_model]`` float32 refusal matrix, rebuilt from what travelled (``I + U V^T`` if low rank)."""
+        if self._S is None:
+            factors = self.head_factors
+            if "S" in factors:
+                self._S = factors["S"].float()
+            else:
+                U, V = factors["U"], factors["V"]
+                self._S = torch.eye(U.shape[0], dtype=torch.float32) + U @ V.T
+        return self._S
+
+    def p_harmful(self, h_last: Tensor) -> Tensor:
+        """``[batch]`` P(harmful) from ``[batch, n_layers, d_model]`` last-token inputs of :attr:`layers`."""
+        if self._prober is None:
+            self._prober = torch.export.load(io.BytesIO(self.prober_program)).module()
+        self._prober.to(h_last.device)
+        return self._prober(h_last)
+
+    def steer_lm_input(self, h: Tensor, gate: Tensor) -> Tensor:
+        """``h + eps h S^T`` on the rows where ``gate`` is true (``h``: ``[batch, ..., d_model]``)."""
+        delta = einsum(h, self.S.to(h.device, h.dtype), "... d_in, d_out d_in -> ... d_out")
+        mask = gate.to(h.device).reshape(gate.shape + (1,) * (h.ndim - 1))
+        return torch.where(mask, h + self.epsilon * delta, h)
+
+    def apply(self, model: Any, tracer: Any = None, steps: int | None = None) -> SteerReport:
+        """Gate and steer inside ``model.trace(...)`` / ``model.generate(...)``, local or remote.
+
+        Same contract as :meth:`AutoSteer.apply`: in generation pass the tracer and ``steps=max_new_tokens``
+        (generate exactly that many tokens); batches are left-padded.
+
+        Returns:
+            A saved :class:`~autosteer_interp.steer.SteerReport` (``p_harmful``, ``gate`` per row).
+        """
+        if tracer is not None and (not isinstance(steps, int) or steps < 1):
+            raise InvalidInputError(f"with a generation tracer, pass steps=max_new_tokens (>= 1), got {steps!r}.")
+        decoder_layers = get_module(model, self.layers_path)
+        readers = [decoder_layers[layer] for layer in self.layers]
+        lm_head = get_module(model, self.lm_head_path)
+        report = nnsight.save(SteerReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
+        for _ in [None] if tracer is None else tracer.iter[:steps]:
+            if report.p_harmful.numel() == 0 or self.gate_mode == "every_step":
+                p = self.p_harmful(torch.stack([module.input[:, -1] for module in readers], dim=1))
+                if report.p_harmful.numel() == 0:
+                    report.p_harmful, report.gate = p, p > self.threshold
+                else:
+                    report.gate = report.gate | (p > self.threshold)
+            lm_head.input = self.steer_lm_input(lm_head.input, report.gate)
+        return report
+
+
+@dataclass(frozen=True)
+class TransportReport:
+    """What a :class:`RemoteSteer` costs on the wire and how far its head is from the original.
+
+    Attributes:
+        transport: ``"float32"``, ``"float16"`` or ``"low_rank"``.
+        rank: Rank of ``U V^T`` (low rank only).
+        d_model: Width of the residual stream.
+        head_bytes: Bytes of the refusal head's tensors as they travel.
+        float32_head_bytes: Bytes of ``S`` in float32 (``4 d^2``), for comparison.
+        prober_bytes: Bytes of the exported prober program.
+        payload_bytes: The whole :class:`RemoteSteer` as nnsight serializes it (code, prober, head).
+        max_abs_error: ``max |S_sent - S|``.
+        relative_error: ``||S_sent - S||_F / ||S - I||_F`` (error relative to what training changed in ``S``).
+    """
+
+    transport: str
+    rank: int | None
+    d_model: int
+    head_bytes: int
+    float32_head_bytes: int
+    prober_bytes: int
+    payload_bytes: int
+    max_abs_error: float
+    relative_error: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return dict(self.__dict__)
+
+
+def head_transport_bytes(d_model: int, transport: Transport, rank: int | None = None) -> int:
+    """Bytes of the refusal head on the wire for a model of width ``d_model`` (e.g. 3584 for a 7B model)."""
+    if transport == "low_rank":
+        return 2 * _check_rank(rank, d_model) * d_model * 4
+    return d_model * d_model * (2 if transport == "float16" else 4)
+
+
+def _check_rank(rank: Any, d_model: int) -> int:
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= d_model:
+        raise InvalidInputError(f"low-rank transport needs rank = an integer in [1, d_model={d_model}], got {rank!r}.")
+    return rank
+
+
+def _head_factors(S: Float[Tensor, "d_model d_model"], transport: str, rank: int | None) -> dict[str, Tensor]:
+    S = S.detach().float().cpu()
+    if transport == "float32":
+        return {"S": S.clone()}
+    if transport == "float16":
+        return {"S": S.half()}
+    k = _check_rank(rank, S.shape[0])
+    U, sigma, Vh = torch.linalg.svd(S.double() - torch.eye(S.shape[0], dtype=torch.float64))
+    return {"U": (U[:, :k] * sigma[:k]).float().contiguous(), "V": Vh[:k].T.float().contiguous()}
+
+
+class _ProberProgram(nn.Module):
+    """``steer.p_harmful`` as a module, to export."""
+
+    def __init__(self, steer: AutoSteer) -> None:
+        super().__init__()
+        self.prober = steer.prober
+        self.steer = steer
+
+    def forward(self, h_last: Float[Tensor, "batch n_layers d_model"]) -> Float[Tensor, " batch"]:
+        return self.steer.p_harmful(h_last)
+
+
+def _export_prober(steer: AutoSteer, d_model: int) -> bytes:
+    example = torch.zeros(3, len(steer.layers), d_model, device=steer.head.S.device)
+    with torch.no_grad():
+        program = torch.export.export(
+            _ProberProgram(steer).eval(), (example,), dynamic_shapes={"h_last": {0: torch.export.Dim("batch")}}
+        )
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def prepare_remote(
+    steer: AutoSteer, model: Any, transport: Transport = "float32", rank: int | None = None
+) -> tuple[RemoteSteer, TransportReport]:
+    """Build the :class:`RemoteSteer` of ``steer`` for ``model`` and register the package with nnsight.
+
+    Args:
+        steer: A fitted AutoSteer.
+        model: The nnsight model it will run on (a remote model's meta weights are fine: only its layout and
+            sizes are read; the LM-head fingerprint is checked when the weights are real).
+        transport: How ``S`` travels: ``"float32"`` (exact), ``"float16"`` (half the bytes) or ``"low_rank"``
+            (``S ~ I + U V^T``, ``2 rank d`` float32 numbers).
+        rank: Rank for ``"low_rank"``.
+
+    Returns:
+        ``(remote_steer, report)``; ``report`` gives the request size and the head's approximation error.
+
+    Raises:
+        InvalidInputError: Unknown transport, or a bad rank.
+        ArtifactError / LayerIndexError: ``steer`` does not fit ``model``.
+    """
+    if transport not in _TRANSPORTS:
+        raise InvalidInputError(f"transport must be one of {_TRANSPORTS}, got {transport!r}.")
+    spec = resolve(model)
+    if get_module(model, spec.row.lm_head_path).weight.device.type == "meta":
+        for layer in steer.layers:
+            spec.check_layer(layer)
+    else:
+        steer.check_model(model)
+    factors = _head_factors(steer.head.S, transport, rank)
+    remote = RemoteSteer(
+        layers=tuple(steer.layers),
+        threshold=float(steer.threshold),
+        gate_mode=steer.gate_mode,
+        epsilon=float(steer.head.epsilon),
+        layers_path=spec.layers_path,
+        lm_head_path=spec.row.lm_head_path,
+        prober_program=_export_prober(steer, spec.d_model),
+        head_factors=factors,
+    )
+    register()
+    S = steer.head.S.detach().float().cpu()
+    error = remote.S - S
+    trained = torch.linalg.matrix_norm(S - torch.eye(S.shape[0]))
+    report = TransportReport(
+        transport=transport,
+        rank=rank if transport == "low_rank" else None,
+        d_model=spec.d_model,
+        head_bytes=sum(t.numel() * t.element_size() for t in factors.values()),
+        float32_head_bytes=S.numel() * 4,
+        prober_bytes=len(remote.prober_program),
+        payload_bytes=len(dumps(remote)),
+        max_abs_error=float(error.abs().max()),
+        relative_error=float(torch.linalg.matrix_norm(error) / trained) if trained > 0 else 0.0,
+    )
+    logger.info("remote steer: %s", report)
+    return remote, report
+
+
+class _RecordingUnpickler(CustomCloudUnpickler):
+    def __init__(self, file: Any) -> None:
+        super().__init__(file, {})
+        self.modules: set[str] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.modules.add(module.split(".")[0])
+        return super().find_class(module, name)
+
+
+def server_imports(obj: Any) -> set[str]:
+    """Top-level modules that unpickling ``obj`` (as nnsight ships it) imports, beyond the standard library.
+
+    Whatever is not in :data:`SERVER_MODULES` would raise ``ModuleNotFoundError`` on an NDIF server. (nnsight's
+    ``remote="local"`` dry run cannot see this: it keeps site-packages importable.)
+
+    Args:
+        obj: Anything a trace body would read, e.g. a :class:`RemoteSteer` or an AutoSteer.
+
+    Returns:
+        The module names, e.g. ``{"torch", "einops", "nnsight"}``.
+    """
+    unpickler = _RecordingUnpickler(io.BytesIO(dumps(obj)))
+    try:
+        unpickler.load()
+    except pickle.UnpicklingError as error:  # persistent ids (model modules) are bound on the server only
+        logger.debug("stopped at a persistent id: %s", error)
+    return {name for name in unpickler.modules if name not in sys.stdlib_module_names}

@@ -55,6 +55,17 @@ class LayerActivations:
             raise InvalidInputError(f"layer {layer} was not collected; collected layers: {self.layers}.")
         return self.values[:, self.layers.index(layer)]
 
+    def select(self, layers: Sequence[int]) -> Float[Tensor, "n_samples n_selected d_model"]:
+        """The ``[n_samples, len(layers), d_model]`` slices of several decoder layers, in the order given.
+
+        Raises:
+            InvalidInputError: If a layer was not collected.
+        """
+        missing = [layer for layer in layers if layer not in self.layers]
+        if missing:
+            raise InvalidInputError(f"layers {missing} were not collected; collected layers: {self.layers}.")
+        return self.values[:, [self.layers.index(layer) for layer in layers]]
+
 
 def last_prompt_positions(
     input_ids: Int[Tensor, "batch pos"],

@@ -1,10 +1,13 @@
-"""Safety prober: P(harmful) from one layer's last-prompt-token activation.
+"""Safety prober: P(harmful) from the last-prompt-token activation of one layer (the paper) or several.
 
 The paper's prober is an MLP ``d_model -> 64 -> 2`` on ``h_L``. We train it the way the paper describes, not the
 way its code does: cross-entropy on LOGITS (the code applied it to softmax outputs), model selection on a
 validation split of the TRAINING data (the code picked the epoch on its test sets), seeded. Inputs are
 standardised with the training mean and standard deviation (stored in the module, so the prober takes raw
 activations): residual streams have a few huge dimensions that otherwise dominate an MLP's first layer.
+
+A prober may read several layers at once (e.g. the top-k SAS layers): each layer is standardised on its own,
+then the layers are concatenated (``pool="concat"``) or averaged (``pool="mean"``) before the classifier.
 
 Three kinds behind one interface: ``"mlp"`` (the paper's), ``"linear"`` (a linear probe trained the same way)
 and ``"logistic"`` (scikit-learn ``LogisticRegression``, the classic baseline, converted to the same torch
@@ -13,7 +16,7 @@ module so it runs inside nnsight traces and remotely). Everything at inference t
 Example:
     >>> import torch
     >>> harmful, safe = torch.randn(64, 16) + 1.0, torch.randn(64, 16) - 1.0
-    >>> prober = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=20), layer=3)
+    >>> prober = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=20), layers=3)
     >>> prober.predict_proba(harmful).mean() > 0.9
     tensor(True)
 """
@@ -27,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from einops import rearrange, reduce
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -40,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 ProberKind = Literal["mlp", "linear", "logistic"]
 _KINDS = ("mlp", "linear", "logistic")
+LayerPool = Literal["concat", "mean"]
+_POOLS = ("concat", "mean")
 HARMFUL = 1
 """Index of the harmful class in the prober's logits."""
 
@@ -64,6 +70,9 @@ class ProberConfig:
         patience: Stop after this many epochs without a better validation loss (``None``: never).
         threshold: Decision threshold on P(harmful) (paper: 0.5); :meth:`SafetyProber.calibrate` can set it.
         seed: Seed for the split, the initialisation and the batch order.
+        pool: How several layers are combined: ``"concat"`` (one feature vector of ``n_layers * d_model``) or
+            ``"mean"`` (the average of the standardised layers, ``d_model`` features). Ignored for one layer.
+        balance_classes: Weight the loss so that both classes count equally (for unbalanced training data).
     """
 
     kind: ProberKind = "mlp"
@@ -76,6 +85,8 @@ class ProberConfig:
     patience: int | None = 15
     threshold: float = 0.5
     seed: int = 0
+    pool: LayerPool = "concat"
+    balance_classes: bool = False
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(self.hidden_sizes)
@@ -93,6 +104,7 @@ class ProberConfig:
         _require(0 < self.validation_fraction < 1, "validation_fraction", self.validation_fraction, "0 < x < 1")
         _require(self.patience is None or self.patience >= 1, "patience", self.patience, "None or >= 1")
         _require(0 <= self.threshold <= 1, "threshold", self.threshold, "0 <= x <= 1")
+        _require(self.pool in _POOLS, "pool", self.pool, " | ".join(_POOLS))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -146,26 +158,45 @@ class TrainingHistory:
     best_epoch: int = 0
 
 
-def _as_matrix(values: Any, name: str, layer: int | None = None) -> Tensor:
+def _layer_tuple(layers: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    if layers is None:
+        return None
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        return (layers,)
+    result = tuple(layers) if isinstance(layers, Sequence) else ()
+    if not result or not all(isinstance(layer, int) and not isinstance(layer, bool) for layer in result):
+        raise InvalidInputError(f"layers must be an int or a non-empty sequence of ints, got {layers!r}.")
+    if len(set(result)) != len(result):
+        raise InvalidInputError(f"layers must not repeat, got {layers!r}.")
+    return result
+
+
+def _as_features(values: Any, name: str, layers: tuple[int, ...] | None) -> Float[Tensor, "n n_layers d_model"]:
+    """Activations as ``[n, n_layers, d_model]`` float32, the layers in the order of ``layers``."""
     if isinstance(values, LayerActivations):
-        if layer is None:
+        if layers is None:
             if len(values.layers) != 1:
                 raise InvalidInputError(
-                    f"{name} holds layers {values.layers}; pass layer=... to choose the prober's layer."
+                    f"{name} holds layers {values.layers}; pass layers=... to choose the layer(s) the prober reads."
                 )
-            layer = values.layers[0]
-        values = values.at(layer)
-    if not isinstance(values, Tensor) or values.ndim != 2:
+            layers = (values.layers[0],)
+        values = values.select(layers)
+    if isinstance(values, Tensor) and values.ndim == 2:
+        values = values[:, None]
+    if not isinstance(values, Tensor) or values.ndim != 3:
         shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise InvalidInputError(f"{name} must be a [n_samples, d_model] tensor, got {shape}.")
+        raise InvalidInputError(f"{name} must be a [n, d_model] or [n, n_layers, d_model] tensor, got {shape}.")
+    if layers is not None and values.shape[1] != len(layers):
+        raise InvalidInputError(f"{name} has {values.shape[1]} layers, the prober reads {len(layers)}: {layers}.")
     return values.float()
 
 
 class SafetyProber(nn.Module):
-    """An MLP (or linear) classifier over one layer's residual stream: logits ``[benign, harmful]``.
+    """An MLP (or linear) classifier over the residual stream of one or more layers: logits ``[benign, harmful]``.
 
     Attributes:
-        layer: The decoder layer the prober reads (the input of that layer), or ``None`` if unknown.
+        layers: The decoder layers the prober reads (their inputs), ascending, or ``None`` if unknown.
+        n_layers: How many layers it reads (1 for the paper's prober).
         config: The :class:`ProberConfig` it was built with; ``config.threshold`` is the decision threshold.
         history: Losses per epoch of the last :meth:`fit` (empty after :meth:`load`).
     """
@@ -173,14 +204,24 @@ class SafetyProber(nn.Module):
     mean: Tensor
     std: Tensor
 
-    def __init__(self, d_model: int, config: ProberConfig | None = None, layer: int | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        config: ProberConfig | None = None,
+        layers: int | Sequence[int] | None = None,
+        n_layers: int | None = None,
+    ) -> None:
         super().__init__()
         self.config = config or ProberConfig()
-        self.layer = layer
+        self.layers = _layer_tuple(layers)
+        if self.layers is not None and self.layers != tuple(sorted(self.layers)):
+            raise InvalidInputError(f"layers must be ascending (execution order), got {self.layers}.")
+        self.n_layers = len(self.layers) if self.layers is not None else (n_layers or 1)
         self.d_model = d_model
-        self.register_buffer("mean", torch.zeros(d_model))
-        self.register_buffer("std", torch.ones(d_model))
-        widths = [d_model] if self.config.kind != "mlp" else [d_model, *self.config.hidden_sizes]
+        self.register_buffer("mean", torch.zeros(self.n_layers, d_model))
+        self.register_buffer("std", torch.ones(self.n_layers, d_model))
+        width = d_model * self.n_layers if self.config.pool == "concat" else d_model
+        widths = [width] if self.config.kind != "mlp" else [width, *self.config.hidden_sizes]
         blocks: list[nn.Module] = []
         for width_in, width_out in zip(widths[:-1], widths[1:]):
             blocks += [nn.Linear(width_in, width_out), nn.ReLU()]
@@ -194,16 +235,34 @@ class SafetyProber(nn.Module):
         """Decision threshold on P(harmful)."""
         return self.config.threshold
 
-    def forward(self, h: Float[Tensor, "batch d_model"]) -> Float[Tensor, "batch 2"]:
-        """Logits ``[benign, harmful]`` for raw activations."""
-        return self.net((h.to(self.mean.dtype) - self.mean) / self.std)
+    def forward(
+        self, h: Float[Tensor, "batch d_model"] | Float[Tensor, "batch n_layers d_model"]
+    ) -> Float[Tensor, "batch 2"]:
+        """Logits ``[benign, harmful]`` for raw activations (``[batch, d_model]`` when reading one layer)."""
+        return self.net(self._pooled(self._standardised(h)))
 
-    def predict_proba(self, h: Float[Tensor, "batch d_model"]) -> Float[Tensor, " batch"]:
+    def _standardised(self, h: Tensor) -> Float[Tensor, "batch n_layers d_model"]:
+        stacked = h[:, None] if h.ndim == 2 else h
+        if stacked.shape[1:] != self.mean.shape:
+            raise InvalidInputError(
+                f"the prober reads {self.n_layers} layer(s) of width {self.d_model}, got activations of shape "
+                f"{tuple(h.shape)}; expected [batch, {self.n_layers}, {self.d_model}]."
+            )
+        return (stacked.to(self.mean.dtype) - self.mean) / self.std
+
+    def _pooled(self, z: Float[Tensor, "batch n_layers d_model"]) -> Float[Tensor, "batch features"]:
+        if self.config.pool == "mean":
+            return reduce(z, "batch layer d -> batch d", "mean")
+        return rearrange(z, "batch layer d -> batch (layer d)")
+
+    def predict_proba(
+        self, h: Float[Tensor, "batch d_model"] | Float[Tensor, "batch n_layers d_model"]
+    ) -> Float[Tensor, " batch"]:
         """P(harmful) per row."""
         with torch.no_grad():
             return torch.softmax(self(h), dim=-1)[:, HARMFUL]
 
-    def predict(self, h: Float[Tensor, "batch d_model"]) -> Tensor:
+    def predict(self, h: Float[Tensor, "batch d_model"] | Float[Tensor, "batch n_layers d_model"]) -> Tensor:
         """``True`` where P(harmful) > threshold."""
         return self.predict_proba(h) > self.threshold
 
@@ -212,11 +271,11 @@ class SafetyProber(nn.Module):
     @classmethod
     def fit(
         cls,
-        harmful: Float[Tensor, "n_harmful d_model"] | LayerActivations,
-        safe: Float[Tensor, "n_safe d_model"] | LayerActivations,
+        harmful: Tensor | LayerActivations,
+        safe: Tensor | LayerActivations,
         config: ProberConfig | None = None,
-        layer: int | None = None,
-        extra_negatives: Float[Tensor, "n_extra d_model"] | LayerActivations | None = None,
+        layers: int | Sequence[int] | None = None,
+        extra_negatives: Tensor | LayerActivations | None = None,
         model: Any = None,
     ) -> "SafetyProber":
         """Train a prober on harmful vs. safe activations.
@@ -226,12 +285,13 @@ class SafetyProber(nn.Module):
         requests) are split with the same fraction.
 
         Args:
-            harmful: Activations of harmful requests (label 1).
-            safe: Activations of harmless requests (label 0).
+            harmful: Activations of harmful requests (label 1): ``[n, d_model]`` for one layer,
+                ``[n, n_layers, d_model]`` for several, or :class:`LayerActivations`.
+            safe: Activations of harmless requests (label 0), same layout.
             config: Training settings (default :class:`ProberConfig`).
-            layer: The layer the activations come from (required to pick one out of ``LayerActivations``
-                holding several).
-            extra_negatives: More harmless activations (label 0).
+            layers: The layer(s) the prober reads, ascending (required to pick them out of
+                ``LayerActivations`` holding others; recorded for :class:`~autosteer_interp.steer.AutoSteer`).
+            extra_negatives: More harmless activations (label 0), same layout.
             model: Optional model the activations came from, recorded as provenance for :meth:`save`.
 
         Returns:
@@ -241,22 +301,24 @@ class SafetyProber(nn.Module):
             InvalidInputError: If shapes disagree or a class has fewer than 2 samples.
         """
         config = config or ProberConfig()
-        if layer is None and isinstance(harmful, LayerActivations) and len(harmful.layers) == 1:
-            layer = harmful.layers[0]
-        x_harm = _as_matrix(harmful, "harmful", layer)
-        x_safe = _as_matrix(safe, "safe", layer)
-        x_extra = _as_matrix(extra_negatives, "extra_negatives", layer) if extra_negatives is not None else None
-        d_model = x_harm.shape[1]
+        chosen = _layer_tuple(layers)
+        if chosen is None and isinstance(harmful, LayerActivations) and len(harmful.layers) == 1:
+            chosen = (harmful.layers[0],)
+        x_harm = _as_features(harmful, "harmful", chosen)
+        x_safe = _as_features(safe, "safe", chosen)
+        x_extra = _as_features(extra_negatives, "extra_negatives", chosen) if extra_negatives is not None else None
         for name, x in (("safe", x_safe), ("extra_negatives", x_extra)):
-            if x is not None and x.shape[1] != d_model:
-                raise InvalidInputError(f"{name} has d_model {x.shape[1]}, harmful has {d_model}.")
+            if x is not None and x.shape[1:] != x_harm.shape[1:]:
+                raise InvalidInputError(
+                    f"{name} has [n_layers, d_model] {tuple(x.shape[1:])}, harmful has {tuple(x_harm.shape[1:])}."
+                )
         if len(x_harm) < 2 or len(x_safe) < 2:
             raise InvalidInputError(f"need at least 2 harmful and 2 safe samples, got {len(x_harm)} and {len(x_safe)}.")
         generator = torch.Generator().manual_seed(config.seed)
         train, validation = _split(x_harm, x_safe, x_extra, config.validation_fraction, generator)
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
-            prober = cls(d_model, copy.deepcopy(config), layer)
+            prober = cls(x_harm.shape[2], copy.deepcopy(config), chosen, n_layers=x_harm.shape[1])
         prober.mean.copy_(train[0].mean(0))
         prober.std.copy_(train[0].std(0).clamp_min(1e-6))
         if config.kind == "logistic":
@@ -269,7 +331,7 @@ class SafetyProber(nn.Module):
     def _fit_gradient(self, train: tuple[Tensor, Tensor], validation: tuple[Tensor, Tensor], generator: Any) -> None:
         config = self.config
         optimiser = torch.optim.AdamW(self.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        loss_fn = nn.CrossEntropyLoss()
+        loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train[1]) if config.balance_classes else None)
         best_loss, best_state, stale = float("inf"), copy.deepcopy(self.state_dict()), 0
         x_train, y_train = train
         for epoch in range(config.epochs):
@@ -300,9 +362,14 @@ class SafetyProber(nn.Module):
         from sklearn.linear_model import LogisticRegression
 
         x_train, y_train = train
-        standardised = ((x_train - self.mean) / self.std).numpy()
+        standardised = self._pooled(self._standardised(x_train)).numpy()
         inverse_strength = 1.0 / self.config.weight_decay if self.config.weight_decay > 0 else np.inf
-        classifier = LogisticRegression(C=inverse_strength, max_iter=2000, random_state=self.config.seed)
+        classifier = LogisticRegression(
+            C=inverse_strength,
+            max_iter=2000,
+            random_state=self.config.seed,
+            class_weight="balanced" if self.config.balance_classes else None,
+        )
         classifier.fit(standardised, y_train.numpy())
         linear = self.net[-1]
         assert isinstance(linear, nn.Linear)
@@ -320,13 +387,13 @@ class SafetyProber(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- use
 
-    def calibrate(self, benign: Float[Tensor, "n_benign d_model"] | LayerActivations, target_fpr: float) -> float:
+    def calibrate(self, benign: Tensor | LayerActivations, target_fpr: float) -> float:
         """Set the threshold so that at most ``target_fpr`` of ``benign`` activations are flagged.
 
         Use held-out benign data (harmless requests, borderline-benign requests), never the test set.
 
         Args:
-            benign: Activations of harmless requests at the prober's layer.
+            benign: Activations of harmless requests at the prober's layer(s).
             target_fpr: Highest acceptable share of false alarms, in ``[0, 1)``.
 
         Returns:
@@ -334,7 +401,7 @@ class SafetyProber(nn.Module):
         """
         if not 0 <= target_fpr < 1:
             raise InvalidInputError(f"target_fpr must be in [0, 1), got {target_fpr!r}.")
-        p = torch.sort(self.predict_proba(_as_matrix(benign, "benign", self.layer)), descending=True).values
+        p = torch.sort(self.predict_proba(_as_features(benign, "benign", self.layers)), descending=True).values
         allowed = int(np.floor(target_fpr * len(p)))
         threshold = float(p[allowed]) if allowed < len(p) else 0.0
         self.config.threshold = min(max(threshold, 0.0), 1.0)
@@ -342,14 +409,14 @@ class SafetyProber(nn.Module):
 
     def evaluate(
         self,
-        harmful: Float[Tensor, "n_harmful d_model"] | LayerActivations,
-        benign: Float[Tensor, "n_benign d_model"] | LayerActivations,
+        harmful: Tensor | LayerActivations,
+        benign: Tensor | LayerActivations,
     ) -> ProberMetrics:
         """Accuracy, AUROC and detection / false-alarm rates at the current threshold."""
         from sklearn.metrics import roc_auc_score
 
-        p_harm = self.predict_proba(_as_matrix(harmful, "harmful", self.layer))
-        p_benign = self.predict_proba(_as_matrix(benign, "benign", self.layer))
+        p_harm = self.predict_proba(_as_features(harmful, "harmful", self.layers))
+        p_benign = self.predict_proba(_as_features(benign, "benign", self.layers))
         flagged_harm = (p_harm > self.threshold).float()
         flagged_benign = (p_benign > self.threshold).float()
         labels = np.r_[np.ones(len(p_harm)), np.zeros(len(p_benign))]
@@ -371,7 +438,8 @@ class SafetyProber(nn.Module):
         """Save as ``config.json`` + ``tensors.safetensors`` (atomic; refuses to overwrite by default)."""
         config = {
             "d_model": self.d_model,
-            "layer": self.layer,
+            "layers": list(self.layers) if self.layers is not None else None,
+            "n_layers": self.n_layers,
             "threshold": self.threshold,
             "prober": self.config.to_dict(),
             "base_model": self.provenance.to_dict() if self.provenance else None,
@@ -389,17 +457,23 @@ class SafetyProber(nn.Module):
         config, tensors = read_artifact(directory, cls.KIND)
         try:
             prober_config = ProberConfig.from_dict(config["prober"])
-            d_model, layer = int(config["d_model"]), config["layer"]
-        except (KeyError, TypeError, ValueError) as error:
+            d_model, layers, n_layers = int(config["d_model"]), config["layers"], int(config["n_layers"])
+            prober = cls(d_model, prober_config, layers, n_layers=n_layers)
+        except (KeyError, TypeError, ValueError, InvalidInputError) as error:
             raise ArtifactError(
                 f"{directory}: config.json is missing or has invalid prober fields ({error})."
             ) from error
-        prober = cls(d_model, prober_config, layer)
         expected = {name: tuple(t.shape) for name, t in prober.state_dict().items()}
         state = {name: require_tensor(tensors, name, shape, str(directory)) for name, shape in expected.items()}
         prober.load_state_dict(state)
         prober.provenance = provenance_of_artifact(config, model, f"the prober in {directory}")
         return prober.eval()
+
+
+def _class_weights(labels: Tensor) -> Tensor:
+    """Cross-entropy weights ``n / (2 n_c)`` per class, so that both classes weigh the same."""
+    counts = torch.bincount(labels, minlength=2).float().clamp_min(1)
+    return len(labels) / (2 * counts)
 
 
 def _split(
@@ -511,7 +585,7 @@ def probe_sweep(
         x_harm, x_safe = harmful.at(layer), safe.at(layer)
         generator = torch.Generator().manual_seed(config.seed)
         train, (x_val, y_val) = _split(x_harm, x_safe, None, config.validation_fraction, generator)
-        prober = SafetyProber.fit(train[0][train[1] == 1], train[0][train[1] == 0], config=config, layer=layer)
+        prober = SafetyProber.fit(train[0][train[1] == 1], train[0][train[1] == 0], config=config, layers=layer)
         auroc.append(float(roc_auc_score(y_val.numpy(), prober.predict_proba(x_val).numpy())))
     sas_values = None
     if sas is not None:

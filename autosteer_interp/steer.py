@@ -25,14 +25,16 @@ from typing import Any, Literal
 
 import nnsight
 import torch
+from jaxtyping import Float
 from torch import Tensor, nn
 
-from .activations import LayerActivations, collect_activations
+from .activations import collect_activations
 from .architectures import get_module, resolve, unwrap
 from .artifacts import provenance_of_artifact, read_artifact, write_artifact
 from .errors import ArtifactError, InvalidInputError
+from .gate import GateData, GatePart, train_gate
 from .prober import ProberConfig, ProberMetrics, SafetyProber
-from .prompts import Prompt, PromptPair, builtin_borderline, encode_prompts
+from .prompts import Prompt, PromptPair, encode_prompts
 from .refusal_head import HookHandle, RefusalHead, RefusalHeadConfig
 from .sas import LayerScores, safety_awareness_scores
 
@@ -80,26 +82,29 @@ class FitSummary:
 
     Attributes:
         sas: Safety Awareness Scores of the candidate layers.
-        layer: The chosen layer.
-        validation: Prober metrics on the validation split of the fitting pairs.
+        layers: The layers the gate reads.
+        validation: Gate metrics on the held-out part of the gate data (after calibration, if any).
         head_loss: Refusal-head training loss per epoch.
         seconds: Wall time per stage.
+        gate_data: Number of prompts in each part of the gate data (training and held-out).
     """
 
     sas: LayerScores
-    layer: int
+    layers: list[int]
     validation: ProberMetrics
     head_loss: list[float]
     seconds: dict[str, float] = field(default_factory=dict)
+    gate_data: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {
             "sas": self.sas.to_dict(),
-            "layer": self.layer,
+            "layers": self.layers,
             "validation": self.validation.to_dict(),
             "head_loss": self.head_loss,
             "seconds": self.seconds,
+            "gate_data": self.gate_data,
         }
 
 
@@ -110,13 +115,13 @@ def _check_threshold(threshold: Any) -> float:
 
 
 class AutoSteer:
-    """A safety prober at one layer gating a refusal head, per sample.
+    """A safety prober (on one layer or several) gating a refusal head, per sample.
 
     Not an ``nn.Module`` on purpose: its ``apply(model)`` is the nnsight intervention, which would shadow
     PyTorch's recursive ``Module.apply``. The two trained parts, ``prober`` and ``head``, are modules.
 
     Args:
-        prober: The fitted prober (its ``layer`` is the steering layer).
+        prober: The fitted prober (its ``layers`` are the layers the gate reads).
         head: The fitted refusal head.
         threshold: Decision threshold on P(harmful); default: the prober's.
         gate_mode: ``"prefill"`` (the paper: decide once from the prompt) or ``"every_step"``.
@@ -131,8 +136,8 @@ class AutoSteer:
         threshold: float | None = None,
         gate_mode: GateMode = "prefill",
     ) -> None:
-        if prober.layer is None:
-            raise InvalidInputError("the prober has no layer; fit it with layer=... (the layer it reads).")
+        if prober.layers is None:
+            raise InvalidInputError("the prober has no layers; fit it with layers=... (the layer(s) it reads).")
         if prober.d_model != head.d_model:
             raise InvalidInputError(
                 f"prober d_model {prober.d_model} differs from refusal head d_model {head.d_model}."
@@ -153,15 +158,10 @@ class AutoSteer:
         return self
 
     @property
-    def layer(self) -> int:
-        """The decoder layer whose input the prober reads."""
-        assert self.prober.layer is not None
-        return self.prober.layer
-
-    @property
     def layers(self) -> tuple[int, ...]:
         """The decoder layers whose inputs the prober reads, ascending (one layer for the paper's prober)."""
-        return (self.layer,)
+        assert self.prober.layers is not None
+        return self.prober.layers
 
     @property
     def epsilon(self) -> float:
@@ -170,8 +170,14 @@ class AutoSteer:
 
     # ---------------------------------------------------------------------------------------------- maths
 
-    def p_harmful(self, h_last: Tensor) -> Tensor:
-        """``[batch]`` P(harmful) from ``[batch, d_model]`` last-token activations at the steering layer."""
+    def p_harmful(
+        self, h_last: Float[Tensor, "batch n_layers d_model"] | Float[Tensor, "batch d_model"]
+    ) -> Float[Tensor, " batch"]:
+        """P(harmful) from the last-token inputs of :attr:`layers`, stacked in that order.
+
+        Args:
+            h_last: ``[batch, n_layers, d_model]`` (``[batch, d_model]`` is accepted for a one-layer gate).
+        """
         logits = self.prober(h_last)
         return torch.softmax(logits.float(), dim=-1)[:, 1]
 
@@ -184,18 +190,19 @@ class AutoSteer:
     # ---------------------------------------------------------------------------------------------- checks
 
     def check_model(self, model: Any) -> None:
-        """Refuse a model this AutoSteer was not fitted on, or one without the steering layer.
+        """Refuse a model this AutoSteer was not fitted on, or one without the gate's layers.
 
         Raises:
             ArtifactError: d_model or LM-head signature mismatch.
-            LayerIndexError: the model has no layer ``self.layer``.
+            LayerIndexError: the model lacks one of :attr:`layers`.
         """
         if self.provenance is not None:
             self.provenance.check(model, "this AutoSteer")
         spec = resolve(model)
         if spec.d_model != self.prober.d_model:
             raise ArtifactError(f"this AutoSteer expects d_model {self.prober.d_model}, the model has {spec.d_model}.")
-        spec.check_layer(self.layer)
+        for layer in self.layers:
+            spec.check_layer(layer)
 
     # ---------------------------------------------------------------------------------------------- nnsight
 
@@ -228,28 +235,31 @@ class AutoSteer:
             return self.apply_head(model, self.read_gate(model))
         self.check_model(model)
         spec = resolve(model)
-        layer_module = get_module(model, spec.layers_path)[self.layer]
         lm_head = get_module(model, spec.row.lm_head_path)
         report = nnsight.save(SteerReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
         for _ in tracer.iter[:steps]:
             if report.p_harmful.numel() == 0:  # the prefill step decides
-                p = self.p_harmful(layer_module.input[:, -1])
+                p = self.p_harmful(self._read_layers(model))
                 report.p_harmful, report.gate = p, p > self.threshold
             elif self.gate_mode == "every_step":
-                report.gate = report.gate | (self.p_harmful(layer_module.input[:, -1]) > self.threshold)
+                report.gate = report.gate | (self.p_harmful(self._read_layers(model)) > self.threshold)
             lm_head.input = self.steer_lm_input(lm_head.input, report.gate)
         return report
 
+    def _read_layers(self, model: Any) -> Tensor:
+        """``[batch, n_layers, d_model]``: the inputs of :attr:`layers` at the last position (in a trace)."""
+        decoder_layers = get_module(model, resolve(model).layers_path)
+        return torch.stack([decoder_layers[layer].input[:, -1] for layer in self.layers], dim=1)
+
     def read_gate(self, model: Any) -> SteerReport:
-        """First half of :meth:`apply` in a single-pass trace: read layer L and decide the gate per sample.
+        """First half of :meth:`apply` in a single-pass trace: read the gate's layers and decide per sample.
 
         Split :meth:`apply` into :meth:`read_gate` and :meth:`apply_head` to read or patch modules between the
-        steering layer and the LM head in the same trace (nnsight values are requested in execution order).
+        deepest gate layer and the LM head in the same trace (nnsight values are requested in execution order).
         """
         self._check_tracing(model)
         self.check_model(model)
-        spec = resolve(model)
-        p = self.p_harmful(get_module(model, spec.layers_path)[self.layer].input[:, -1])
+        p = self.p_harmful(self._read_layers(model))
         return nnsight.save(SteerReport(p_harmful=p, gate=p > self.threshold))
 
     def apply_head(self, model: Any, report: SteerReport) -> SteerReport:
@@ -292,16 +302,23 @@ class AutoSteer:
             if cache is None or cache.get_seq_length() == 0:
                 state.gate = None  # a new sequence: decide again
 
-        def on_layer(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if state.gate is not None and self.gate_mode == "prefill":
-                return  # decided in this sequence's prefill pass
-            hidden = args[0] if args else kwargs["hidden_states"]
-            with torch.no_grad():
-                p = self.p_harmful(hidden[:, -1])
-            if state.gate is None:
-                state.p_harmful, state.gate = p, p > self.threshold
-            elif self.gate_mode == "every_step":
-                state.gate = state.gate | (p > self.threshold)
+        read: dict[int, Tensor] = {}
+
+        def on_layer(layer: int) -> Any:
+            def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                if state.gate is not None and self.gate_mode == "prefill":
+                    return  # decided in this sequence's prefill pass
+                read[layer] = (args[0] if args else kwargs["hidden_states"])[:, -1]
+                if layer != self.layers[-1]:
+                    return  # the deepest gate layer decides
+                with torch.no_grad():
+                    p = self.p_harmful(torch.stack([read.pop(index) for index in self.layers], dim=1))
+                if state.gate is None:
+                    state.p_harmful, state.gate = p, p > self.threshold
+                elif self.gate_mode == "every_step":
+                    state.gate = state.gate | (p > self.threshold)
+
+            return hook
 
         def on_lm_head(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             if state.gate is None or not bool(state.gate.any()):
@@ -309,9 +326,13 @@ class AutoSteer:
             with torch.no_grad():
                 return (self.steer_lm_input(args[0], state.gate), *args[1:])
 
+        decoder_layers = get_module(module, spec.layers_path)
         handles = [
             module.register_forward_pre_hook(on_model, with_kwargs=True),
-            get_module(module, spec.layers_path)[self.layer].register_forward_pre_hook(on_layer, with_kwargs=True),
+            *(
+                decoder_layers[layer].register_forward_pre_hook(on_layer(layer), with_kwargs=True)
+                for layer in self.layers
+            ),
             get_module(module, spec.row.lm_head_path).register_forward_pre_hook(on_lm_head),
         ]
         return SteerHandle(state, handles)
@@ -363,65 +384,94 @@ class AutoSteer:
         model: Any,
         pairs: Sequence[PromptPair],
         candidate_layers: Sequence[int] | None = None,
+        probe_layers: int | Sequence[int] = 1,
         prober_config: ProberConfig | None = None,
         head_config: RefusalHeadConfig | None = None,
+        gate_pairs: Sequence[PromptPair] | None = None,
         extra_negatives: Sequence[Prompt] | None = None,
-        use_builtin_borderline: bool = True,
+        builtin_gate_data: bool = True,
+        wrap_pairs: bool = True,
         calibrate_fpr: float | None = None,
+        validation_fraction: float = 0.2,
         gate_mode: GateMode = "prefill",
         batch_size: int = 16,
         progress: bool = True,
+        seed: int = 0,
     ) -> "AutoSteer":
-        """The whole pipeline: activations -> SAS -> prober at the best layer -> refusal head.
+        """The whole pipeline: activations -> SAS -> prober (the gate) -> refusal head.
+
+        The SAS and the refusal head use ``pairs`` (the method). The gate is trained on more than ``pairs``
+        when asked (the defaults): the project's own gate pairs (harm categories and phrasings VLSafe lacks),
+        copies of every pair inside jailbreak-style wrappers (applied to both sides, so the wrapper is never
+        the signal) and borderline-benign requests as extra negatives — all from the built-in TRAINING splits,
+        so :func:`~autosteer_interp.robustness.robustness_families` (test splits) stays unseen. A
+        ``validation_fraction`` of the gate data (whole pairs, with their wrapped copies) is held out from
+        training: the validation metrics and the threshold calibration use it.
 
         Args:
             model: The wrapped model to steer.
             pairs: Contrastive (harmful, safe) pairs to fit on.
             candidate_layers: Layers the SAS chooses from (default: ``1..n_layers-1``; the paper: every 4th).
-            prober_config: Prober settings (default: the paper's MLP).
+            probe_layers: The layers the gate reads: ``k`` -> the ``k`` best layers by SAS (``1``: the paper),
+                or an explicit list.
+            prober_config: Prober settings (default: :class:`~autosteer_interp.prober.ProberConfig`).
             head_config: Refusal-head settings (default: epsilon 0.1, the standard refusal target).
-            extra_negatives: More benign requests for the prober (e.g. your own borderline set).
-            use_builtin_borderline: Add our borderline-benign requests (training part) as extra negatives.
-            calibrate_fpr: If set, calibrate the threshold to this false-positive rate on the validation
-                benign activations (safe side of the fitting pairs and the extra negatives).
+            gate_pairs: More contrastive pairs for the gate only (not the SAS, not the head).
+            extra_negatives: More benign requests for the gate (e.g. your own borderline set).
+            builtin_gate_data: Add the built-in gate pairs and borderline-benign requests (training splits).
+            wrap_pairs: Add a copy of every gate pair inside a training jailbreak wrapper (both sides alike).
+            calibrate_fpr: If set, set the threshold so that this share of held-out benign requests is flagged.
+            validation_fraction: Share of the gate data held out for validation and calibration.
             gate_mode: See :class:`AutoSteer`.
             batch_size: Prompts per forward pass.
             progress: Show progress bars.
+            seed: Seed of the held-out split and the wrapper assignment.
 
         Returns:
             The fitted AutoSteer; ``summary`` holds a :class:`FitSummary`.
         """
         if len(pairs) < 4:
             raise InvalidInputError(f"AutoSteer.fit needs at least 4 contrastive pairs, got {len(pairs)}.")
+        if not 0 < validation_fraction < 1:
+            raise InvalidInputError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
+        if calibrate_fpr is not None and not 0 <= calibrate_fpr < 1:
+            raise InvalidInputError(f"calibrate_fpr must be in [0, 1), got {calibrate_fpr!r}.")
         spec = resolve(model)
         layers = list(candidate_layers) if candidate_layers is not None else list(range(1, spec.n_layers))
+        for layer in layers:
+            spec.check_layer(layer)
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         harmful = collect_activations(model, [p.harmful for p in pairs], layers, batch_size, progress=progress)
         safe = collect_activations(model, [p.safe for p in pairs], layers, batch_size, progress=progress)
         sas = safety_awareness_scores(safe, harmful)
-        layer = sas.best_layer
+        gate_layers = _choose_gate_layers(sas, probe_layers, spec)
         seconds["activations_and_sas"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        negatives = list(extra_negatives or []) + (builtin_borderline("train") if use_builtin_borderline else [])
-        extra: LayerActivations | None = None
-        if negatives:
-            extra = collect_activations(model, negatives, [layer], batch_size, progress=progress)
-        prober = SafetyProber.fit(
-            harmful.at(layer), safe.at(layer), config=prober_config, layer=layer, extra_negatives=extra, model=model
+        data = GateData.build(
+            pairs, gate_pairs, extra_negatives, builtin_gate_data, wrap_pairs, validation_fraction, seed
         )
-        validation = prober.evaluate(harmful.at(layer), safe.at(layer))
-        if calibrate_fpr is not None:
-            benign = safe.at(layer) if extra is None else torch.cat([safe.at(layer), extra.at(layer)])
-            prober.calibrate(benign, calibrate_fpr)
-        seconds["prober"] = time.perf_counter() - start
+        reuse = set(gate_layers) <= set(layers)
+
+        def features(part: GatePart) -> Tensor:
+            """``[n, n_gate_layers, d_model]``: the part's user-pair rows, then its other prompts."""
+            source = harmful if part.side == "harmful" else safe
+            chunks = [source.select(gate_layers)[part.pair_rows]] if reuse else []
+            prompts = part.prompts if reuse else part.all_prompts(pairs)
+            if prompts:
+                chunks.append(collect_activations(model, prompts, gate_layers, batch_size, progress=progress).values)
+            return torch.cat(chunks) if chunks else torch.empty(0, len(gate_layers), spec.d_model)
+
+        x = {name: features(part) for name, part in data.parts.items()}
+        prober, validation = train_gate(x, gate_layers, prober_config, calibrate_fpr, model)
+        seconds["gate"] = time.perf_counter() - start
 
         start = time.perf_counter()
         head = RefusalHead.fit(model, [p.harmful for p in pairs], head_config, progress=progress)
         seconds["refusal_head"] = time.perf_counter() - start
         steer = cls(prober, head, gate_mode=gate_mode)
-        steer.summary = FitSummary(sas, layer, validation, list(head.history), seconds)
+        steer.summary = FitSummary(sas, gate_layers, validation, list(head.history), seconds, data.counts())
         return steer
 
     # ---------------------------------------------------------------------------------------------- artefact
@@ -430,7 +480,7 @@ class AutoSteer:
         """Save prober and head as one artefact folder (atomic; refuses to overwrite by default)."""
         config = {
             "d_model": self.prober.d_model,
-            "layer": self.layer,
+            "layers": list(self.layers),
             "threshold": self.threshold,
             "epsilon": self.epsilon,
             "gate_mode": self.gate_mode,
@@ -451,8 +501,8 @@ class AutoSteer:
         """
         config, tensors = read_artifact(directory, cls.KIND)
         try:
-            d_model, layer = int(config["d_model"]), int(config["layer"])
-            prober = SafetyProber(d_model, ProberConfig.from_dict(config["prober"]), layer)
+            d_model, layers = int(config["d_model"]), [int(layer) for layer in config["layers"]]
+            prober = SafetyProber(d_model, ProberConfig.from_dict(config["prober"]), layers)
             head_config = RefusalHeadConfig.from_dict(config["refusal_head"])
             head = RefusalHead(d_model, head_config.epsilon, head_config)
             prober_state = {k.removeprefix("prober."): v for k, v in tensors.items() if k.startswith("prober.")}
@@ -461,7 +511,7 @@ class AutoSteer:
                 head.S.copy_(tensors["head.S"])
             prober.provenance = head.provenance = provenance_of_artifact(config, None, str(directory))
             steer = cls(prober.eval(), head.eval(), float(config["threshold"]), config.get("gate_mode", "prefill"))
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        except (KeyError, TypeError, ValueError, RuntimeError, InvalidInputError) as error:
             raise ArtifactError(f"{directory}: not a consistent AutoSteer artefact ({error}).") from error
         if model is not None:
             steer.check_model(model)
@@ -472,6 +522,20 @@ class AutoSteer:
         steer = copy.copy(self)
         steer.threshold = _check_threshold(threshold)
         return steer
+
+
+def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int], spec: Any) -> list[int]:
+    """The ``k`` best SAS layers (ascending), or the explicit list checked against the model."""
+    if isinstance(probe_layers, int) and not isinstance(probe_layers, bool):
+        if not 1 <= probe_layers <= len(sas.layers):
+            raise InvalidInputError(
+                f"probe_layers={probe_layers} must be between 1 and the {len(sas.layers)} candidate layers."
+            )
+        return sorted(sas.top_k(probe_layers))
+    chosen = sorted(probe_layers) if isinstance(probe_layers, Sequence) else []
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise InvalidInputError(f"probe_layers must be an int or distinct layer indices, got {probe_layers!r}.")
+    return [spec.check_layer(layer) for layer in chosen]
 
 
 class SteerHandle(HookHandle):

@@ -75,7 +75,7 @@ def main():
                 fit_harm.at(layer),
                 fit_safe.at(layer),
                 config=ProberConfig(kind=kind),
-                layer=layer,
+                layers=layer,
                 extra_negatives=border_train if extra else None,
                 model=model,
             )
@@ -85,7 +85,7 @@ def main():
                 step="prober",
                 kind=kind,
                 borderline_negatives=extra,
-                layer=layer,
+                layers=layer,
                 test_accuracy=round(metrics.accuracy, 4),
                 test_auroc=round(metrics.auroc, 4),
                 tpr=round(metrics.tpr, 4),

@@ -80,11 +80,11 @@ prober = SafetyProber.fit(
     harmful.at(layer),
     safe.at(layer),
     config=ProberConfig(kind="mlp"),
-    layer=layer,
+    layers=layer,
     extra_negatives=border_fit,
     model=model,
 )
-baseline = SafetyProber.fit(harmful.at(layer), safe.at(layer), config=ProberConfig(kind="logistic"), layer=layer)
+baseline = SafetyProber.fit(harmful.at(layer), safe.at(layer), config=ProberConfig(kind="logistic"), layers=layer)
 for name, p in (("MLP prober", prober), ("logistic baseline", baseline)):
     m = p.evaluate(test_harm, test_safe)
     flagged = p.predict(border_test.at(layer)).float().mean().item()

@@ -39,7 +39,7 @@ N_PAIRS = int(os.environ.get("TUTORIAL_PAIRS", "196"))
 model = asi.load_model("smollm2-llava-onevision")
 pairs = asi.builtin_pairs()[:N_PAIRS]
 steer = AutoSteer.fit(model, pairs, progress=False)
-print("layer", steer.layer, "| threshold", steer.threshold, "| epsilon", steer.epsilon)
+print("layers", steer.layers, "| threshold", steer.threshold, "| epsilon", steer.epsilon)
 print("stage seconds:", {k: round(v, 1) for k, v in steer.summary.seconds.items()})
 
 # %% [markdown]
@@ -94,6 +94,6 @@ print("hooks and nnsight agree:", torch.equal(out, ids))
 # %%
 steer.save(OUT / "autosteer", overwrite=True)
 loaded = AutoSteer.load(OUT / "autosteer", model=model)
-print(sorted(p.name for p in (OUT / "autosteer").iterdir()), loaded.layer == steer.layer)
+print(sorted(p.name for p in (OUT / "autosteer").iterdir()), loaded.layers == steer.layers)
 summary = steer.summary
 summary.sas.plot(OUT / "03_sas.png", title="SAS of the fitted AutoSteer")

@@ -136,7 +136,7 @@ def test_save_and_load_round_trip(tiny_llava, tmp_path):
     steer, _ = make_steer(tiny_llava, prompts)
     steer.save(tmp_path / "steer")
     loaded = AutoSteer.load(tmp_path / "steer", model=tiny_llava)
-    assert (loaded.layer, loaded.threshold, loaded.epsilon) == (steer.layer, steer.threshold, steer.epsilon)
+    assert (loaded.layers, loaded.threshold, loaded.epsilon) == (steer.layers, steer.threshold, steer.epsilon)
     inputs = encode_prompts(tiny_llava, prompts)
     with torch.no_grad(), tiny_llava.trace(**inputs):
         a = steer.apply(tiny_llava)
@@ -165,7 +165,7 @@ def test_bad_input_is_refused_before_any_forward(tiny_llava):
         steer.attach(other_model)
     with pytest.raises(ArtifactError, match="different checkpoint"):
         steer.generate(other_model, prompts)
-    deep = SafetyProber(64, ProberConfig(kind="linear"), layer=7)
+    deep = SafetyProber(64, ProberConfig(kind="linear"), layers=7)
     with pytest.raises(LayerIndexError, match=r"0\.\.3"):
         AutoSteer(deep, RefusalHead(64)).attach(tiny_llava)
     inputs = encode_prompts(tiny_llava, prompts)

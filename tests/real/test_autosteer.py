@@ -15,7 +15,7 @@ def test_autosteer_refuses_held_out_harmful_requests_and_answers_their_safe_twin
     pairs = builtin_pairs()
     fit, test = pairs[:150], pairs[150:]
     steer = AutoSteer.fit(smollm2_llava, fit, head_config=RefusalHeadConfig(epochs=3), progress=False)
-    assert steer.layer >= 15, steer.summary.sas.to_dict()
+    assert min(steer.layers) >= 15, steer.summary.sas.to_dict()
     harmful = steer.generate(smollm2_llava, [p.harmful for p in test], batch_size=16, max_new_tokens=16)
     safe = steer.generate(smollm2_llava, [p.safe for p in test], batch_size=16, max_new_tokens=16)
     harmful_refusal, safe_refusal = refusal_rate(harmful.texts), refusal_rate(safe.texts)

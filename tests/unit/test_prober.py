@@ -20,10 +20,10 @@ def separable(n=120, d=32, shift=1.0, seed=0):
 @pytest.mark.parametrize("kind", ["mlp", "linear", "logistic"])
 def test_every_kind_learns_a_separable_direction(kind):
     harmful, safe = separable()
-    prober = SafetyProber.fit(harmful[:90], safe[:90], config=ProberConfig(kind=kind, epochs=60), layer=3)
+    prober = SafetyProber.fit(harmful[:90], safe[:90], config=ProberConfig(kind=kind, epochs=60), layers=3)
     metrics = prober.evaluate(harmful[90:], safe[90:])
     assert metrics.auroc > 0.98 and metrics.accuracy > 0.9, metrics
-    assert prober.layer == 3 and prober.predict_proba(harmful[:4]).shape == (4,)
+    assert prober.layers == (3,) and prober.predict_proba(harmful[:4]).shape == (4,)
 
 
 def test_logits_are_benign_then_harmful_and_probabilities_come_from_softmax():
@@ -83,9 +83,9 @@ def test_layer_activations_with_several_layers_need_a_layer():
     harmful, safe = separable(n=20)
     stack_h = LayerActivations(torch.stack([harmful, harmful], 1), [4, 9])
     stack_s = LayerActivations(torch.stack([safe, safe], 1), [4, 9])
-    with pytest.raises(InvalidInputError, match=r"layers \[4, 9\]; pass layer="):
+    with pytest.raises(InvalidInputError, match=r"layers \[4, 9\]; pass layers="):
         SafetyProber.fit(stack_h, stack_s)
-    assert SafetyProber.fit(stack_h, stack_s, layer=9, config=ProberConfig(epochs=2)).layer == 9
+    assert SafetyProber.fit(stack_h, stack_s, layers=9, config=ProberConfig(epochs=2)).layers == (9,)
 
 
 def test_bad_configs_name_the_field_and_the_allowed_values():
@@ -105,12 +105,12 @@ def test_too_few_samples_are_refused():
 
 def test_save_and_load_round_trip(tmp_path):
     harmful, safe = separable()
-    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=5), layer=2)
+    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(epochs=5), layers=2)
     prober.calibrate(safe, 0.05)
     prober.save(tmp_path / "prober")
     loaded = SafetyProber.load(tmp_path / "prober")
     assert torch.equal(loaded.predict_proba(harmful), prober.predict_proba(harmful))
-    assert (loaded.layer, loaded.threshold, loaded.config) == (2, prober.threshold, prober.config)
+    assert (loaded.layers, loaded.threshold, loaded.config) == ((2,), prober.threshold, prober.config)
     config = json.loads((tmp_path / "prober" / "config.json").read_text())
     assert config["kind"] == "safety_prober" and config["format_version"] == 1 and config["d_model"] == 32
 
@@ -132,3 +132,56 @@ def test_probe_sweep_reports_auroc_per_layer_beside_sas(tmp_path):
 def test_loading_something_else_is_refused(tmp_path):
     with pytest.raises(ArtifactError, match="config.json is missing"):
         SafetyProber.load(tmp_path)
+
+
+def two_layer_signal(n=120, d=32, seed=0):
+    """Half the signal in each of two layers: neither layer alone separates as well as both together."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    sign = (2 * labels - 1).float()[:, None]
+    layer_a = torch.randn(n, d, generator=generator) * 2 + 0.6 * sign * torch.randn(d, generator=generator)
+    layer_b = torch.randn(n, d, generator=generator) * 2 + 0.6 * sign * torch.randn(d, generator=generator)
+    stack = torch.stack([layer_a, layer_b], 1)
+    return stack[labels == 1], stack[labels == 0]
+
+
+@pytest.mark.parametrize("pool", ["concat", "mean"])
+@pytest.mark.parametrize("kind", ["linear", "logistic"])
+def test_a_prober_on_several_layers_reads_each_layer(pool, kind):
+    harmful, safe = two_layer_signal(n=400)
+    config = ProberConfig(kind=kind, pool=pool, epochs=60)
+    both = SafetyProber.fit(harmful[:150], safe[:150], config=config, layers=[5, 8])
+    assert both.layers == (5, 8) and both.n_layers == 2 and both.mean.shape == (2, 32)
+    only_a = SafetyProber.fit(harmful[:150, 0], safe[:150, 0], config=config, layers=5)
+    held_h, held_s = harmful[150:], safe[150:]
+    assert both.evaluate(held_h, held_s).auroc > only_a.evaluate(held_h[:, 0], held_s[:, 0]).auroc
+    acts_h = LayerActivations(torch.stack([held_h[:, 1], held_h[:, 0]], 1), [8, 5])  # any collection order
+    assert torch.allclose(both.predict_proba(acts_h.select([5, 8])), both.predict_proba(held_h))
+
+
+def test_several_layer_prober_refuses_wrong_shapes_and_unsorted_layers():
+    harmful, safe = two_layer_signal()
+    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(kind="linear", epochs=2), layers=[1, 2])
+    with pytest.raises(InvalidInputError, match=r"reads 2 layer\(s\) of width 32.*expected \[batch, 2, 32\]"):
+        prober.predict_proba(harmful[:, 0])
+    with pytest.raises(InvalidInputError, match="ascending"):
+        SafetyProber(32, layers=[9, 4])
+    with pytest.raises(InvalidInputError, match="must not repeat"):
+        SafetyProber(32, layers=[4, 4])
+
+
+def test_several_layer_prober_round_trips(tmp_path):
+    harmful, safe = two_layer_signal()
+    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(pool="mean", epochs=3), layers=[3, 7])
+    prober.save(tmp_path / "prober")
+    loaded = SafetyProber.load(tmp_path / "prober")
+    assert loaded.layers == (3, 7) and loaded.config.pool == "mean"
+    assert torch.equal(loaded.predict_proba(harmful), prober.predict_proba(harmful))
+
+
+def test_balanced_classes_raise_recall_of_the_rare_class():
+    harmful, safe = separable(n=400, shift=0.25, seed=3)
+    rare = harmful[:40]
+    plain = SafetyProber.fit(rare, safe, config=ProberConfig(kind="logistic"))
+    balanced = SafetyProber.fit(rare, safe, config=ProberConfig(kind="logistic", balance_classes=True))
+    assert balanced.evaluate(harmful[40:], safe[:100]).tpr > plain.evaluate(harmful[40:], safe[:100]).tpr

@@ -1,0 +1,168 @@
+"""The gate's data and training: which requests the safety prober learns from, and what is held out.
+
+The paper trains its prober on one pair dataset. A gate trained that way flags the dataset's phrasing rather
+than harm (see :mod:`autosteer_interp.robustness`). :class:`GateData` assembles a broader training set:
+
+* the user's contrastive pairs (e.g. VLSafe);
+* the project's own gate pairs (:func:`~autosteer_interp.prompts.builtin_gate_pairs`, training split): harm
+  categories and phrasings VLSafe lacks, each with a minimally edited harmless twin;
+* a copy of every pair inside a jailbreak-style wrapper (training templates), applied to BOTH sides so the
+  wrapper itself is never the signal;
+* borderline-benign requests as extra negatives (training split).
+
+Whole pairs (with their wrapped copies) are split into a training part and a held-out part; the held-out part
+gives the validation metrics and the threshold calibration. The built-in TEST splits are never used here.
+
+Example:
+    >>> data = GateData.build(pairs, builtin=True, wrap=True)                          # doctest: +SKIP
+    >>> {name: len(part) for name, part in data.parts.items()}                         # doctest: +SKIP
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import InvalidInputError
+from .prober import ProberConfig, ProberMetrics, SafetyProber
+from .prompts import Prompt, PromptPair, builtin_borderline, builtin_gate_pairs, jailbreak_wrappers, wrap_prompts
+
+__all__ = ["GateData", "GatePart", "train_gate"]
+
+
+@dataclass
+class GatePart:
+    """The prompts of one part of the gate data.
+
+    Attributes:
+        side: ``"harmful"`` or ``"safe"`` (the label; extra negatives are ``"safe"``).
+        pair_rows: Rows of the user's pairs in this part (their activations can be reused from the SAS).
+        prompts: The other prompts of the part, after the ``pair_rows`` ones.
+    """
+
+    side: str
+    pair_rows: list[int] = field(default_factory=list)
+    prompts: list[Prompt] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pair_rows) + len(self.prompts)
+
+    def all_prompts(self, pairs: Sequence[PromptPair]) -> list[Prompt]:
+        """Every prompt of the part, in order: the user's pair rows, then the others."""
+        return [getattr(pairs[i], self.side) for i in self.pair_rows] + self.prompts
+
+
+PART_NAMES = tuple(
+    f"{stage}_{kind}"
+    for stage in ("train", "val")
+    for kind in ("harmful", "safe", "wrapped_harmful", "wrapped_safe", "negatives")
+)
+"""The parts of :class:`GateData`: training (``train_``) and held-out (``val_``)."""
+
+
+@dataclass
+class GateData:
+    """The gate's training and held-out prompts (see the module docstring).
+
+    Attributes:
+        parts: Part name (:data:`PART_NAMES`) -> :class:`GatePart`.
+    """
+
+    parts: dict[str, GatePart]
+
+    @classmethod
+    def build(
+        cls,
+        pairs: Sequence[PromptPair],
+        gate_pairs: Sequence[PromptPair] | None = None,
+        extra_negatives: Sequence[Prompt] | None = None,
+        builtin: bool = True,
+        wrap: bool = True,
+        validation_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> "GateData":
+        """Assemble and split the gate data.
+
+        Args:
+            pairs: The user's contrastive pairs.
+            gate_pairs: More pairs for the gate only.
+            extra_negatives: More benign requests.
+            builtin: Add the built-in gate pairs and borderline-benign requests (training splits).
+            wrap: Add a copy of every pair inside a training jailbreak wrapper (both sides alike).
+            validation_fraction: Share of pairs (and of negatives) held out.
+            seed: Seed of the split and of the wrapper assignment.
+
+        Raises:
+            InvalidInputError: If ``validation_fraction`` is not in ``(0, 1)``.
+        """
+        if not 0 < validation_fraction < 1:
+            raise InvalidInputError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
+        generator = torch.Generator().manual_seed(seed)
+
+        def split(n: int) -> tuple[list[int], list[int]]:
+            order = torch.randperm(n, generator=generator).tolist()
+            n_val = max(1, round(validation_fraction * n)) if n >= 2 else 0
+            return sorted(order[n_val:]), sorted(order[:n_val])
+
+        others = list(gate_pairs or []) + (builtin_gate_pairs("train") if builtin else [])
+        negatives = list(extra_negatives or []) + (builtin_borderline("train") if builtin else [])
+        wrappers = jailbreak_wrappers("train")
+        parts: dict[str, GatePart] = {}
+        for stage, user_rows, other_rows in zip(("train", "val"), split(len(pairs)), split(len(others))):
+            chosen = [pairs[i] for i in user_rows] + [others[i] for i in other_rows]
+            for side in ("harmful", "safe"):
+                parts[f"{stage}_{side}"] = GatePart(side, user_rows, [getattr(others[i], side) for i in other_rows])
+                wrapped = wrap_prompts([getattr(p, side) for p in chosen], wrappers, seed=seed) if wrap else []
+                parts[f"{stage}_wrapped_{side}"] = GatePart(side, [], wrapped)
+        for stage, rows in zip(("train", "val"), split(len(negatives))):
+            parts[f"{stage}_negatives"] = GatePart("safe", [], [negatives[i] for i in rows])
+        return cls(parts)
+
+    def counts(self) -> dict[str, int]:
+        """Number of prompts per part."""
+        return {name: len(part) for name, part in self.parts.items()}
+
+
+def train_gate(
+    features: Mapping[str, Tensor],
+    layers: Sequence[int],
+    config: ProberConfig | None = None,
+    calibrate_fpr: float | None = None,
+    model: Any = None,
+) -> tuple[SafetyProber, ProberMetrics]:
+    """Train the prober on the training parts; calibrate and validate on the held-out parts.
+
+    Args:
+        features: Part name -> ``[n, n_layers, d_model]`` activations at ``layers`` (every name of
+            :data:`PART_NAMES`; empty tensors for empty parts).
+        layers: The layers the prober reads, ascending.
+        config: Prober settings.
+        calibrate_fpr: If set, the threshold is set so that this share of held-out benign requests is flagged.
+        model: The model the activations came from (recorded as provenance).
+
+    Returns:
+        The prober and its metrics on the held-out parts (at the final threshold).
+
+    Raises:
+        InvalidInputError: If a part is missing or ``calibrate_fpr`` is outside ``[0, 1)``.
+    """
+    missing = [name for name in PART_NAMES if name not in features]
+    if missing:
+        raise InvalidInputError(f"train_gate needs every part of the gate data; missing {missing}.")
+    if calibrate_fpr is not None and not 0 <= calibrate_fpr < 1:
+        raise InvalidInputError(f"calibrate_fpr must be in [0, 1), got {calibrate_fpr!r}.")
+    prober = SafetyProber.fit(
+        torch.cat([features["train_harmful"], features["train_wrapped_harmful"]]),
+        torch.cat([features["train_safe"], features["train_wrapped_safe"]]),
+        config=config,
+        layers=list(layers),
+        extra_negatives=features["train_negatives"] if len(features["train_negatives"]) >= 2 else None,
+        model=model,
+    )
+    held_harmful = torch.cat([features["val_harmful"], features["val_wrapped_harmful"]])
+    held_benign = torch.cat([features["val_safe"], features["val_wrapped_safe"], features["val_negatives"]])
+    if calibrate_fpr is not None:
+        prober.calibrate(held_benign, calibrate_fpr)
+    return prober, prober.evaluate(held_harmful, held_benign)

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -40,7 +40,6 @@ __all__ = [
     "JailbreakWrapper",
     "Prompt",
     "PromptPair",
-    "Split",
     "builtin_borderline",
     "builtin_gate_pairs",
     "builtin_pairs",
@@ -55,7 +54,6 @@ __all__ = [
 ]
 
 ImageLike = Image.Image | np.ndarray | str | Path
-Split = Literal["train", "test", "all"]
 
 #: Phrasing styles of the gate pairs (:func:`builtin_gate_pairs`).
 GATE_STYLES: tuple[str, ...] = ("direct", "polite", "indirect", "image_question", "imperative", "casual")
@@ -409,7 +407,7 @@ def _data_records(name: str) -> tuple[Path, list[tuple[int, dict[str, Any]]]]:
         return Path(path), list(_read_jsonl(path))
 
 
-def builtin_gate_pairs(split: Split = "all") -> list[PromptPair]:
+def builtin_gate_pairs(split: str = "all") -> list[PromptPair]:
     """The project's contrastive pairs for training and testing the gate (requests only).
 
     Harm categories that VLSafe barely covers (sexual content, hate and harassment, self-harm, weapons,
@@ -453,7 +451,7 @@ def builtin_gate_pairs(split: Split = "all") -> list[PromptPair]:
     return pairs
 
 
-def jailbreak_wrappers(split: Split = "all") -> list[JailbreakWrapper]:
+def jailbreak_wrappers(split: str = "all") -> list[JailbreakWrapper]:
     """The project's jailbreak-style wrapper templates, shipped with the package.
 
     Every family of :data:`WRAPPER_FAMILIES` but the last two has templates in both splits (never the same

@@ -28,7 +28,7 @@ import logging
 import pickle
 import sys
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, no_type_check
 
 import nnsight
 import torch
@@ -39,10 +39,11 @@ from torch import Tensor, nn
 
 from .architectures import get_module, resolve
 from .errors import InvalidInputError
-from .steer import AutoSteer, SteerReport
+from .steer import AutoSteer
 
 __all__ = [
     "SERVER_MODULES",
+    "RemoteReport",
     "RemoteSteer",
     "Transport",
     "TransportReport",
@@ -74,6 +75,25 @@ def register() -> None:
     nnsight.register(sys.modules[__name__.rpartition(".")[0]])
 
 
+# The shipped classes carry @no_type_check: it keeps the test-time jaxtyping hook off them, whose beartype
+# wrappers cannot be pickled.
+
+
+@no_type_check
+@dataclass
+class RemoteReport:
+    """What the gate decided, per row (saved out of the trace, so it comes back from the server).
+
+    Attributes:
+        p_harmful: ``[batch]`` P(harmful) from the prefill pass.
+        gate: ``[batch]`` whether the refusal head is on for the row.
+    """
+
+    p_harmful: Tensor
+    gate: Tensor
+
+
+@no_type_check
 class RemoteSteer:
     """AutoSteer's gate and refusal head as plain torch, for ``model.trace(..., remote=True)``.
 
@@ -140,21 +160,21 @@ class RemoteSteer:
         mask = gate.to(h.device).reshape(gate.shape + (1,) * (h.ndim - 1))
         return torch.where(mask, h + self.epsilon * delta, h)
 
-    def apply(self, model: Any, tracer: Any = None, steps: int | None = None) -> SteerReport:
+    def apply(self, model: Any, tracer: Any = None, steps: int | None = None) -> RemoteReport:
         """Gate and steer inside ``model.trace(...)`` / ``model.generate(...)``, local or remote.
 
         Same contract as :meth:`AutoSteer.apply`: in generation pass the tracer and ``steps=max_new_tokens``
         (generate exactly that many tokens); batches are left-padded.
 
         Returns:
-            A saved :class:`~autosteer_interp.steer.SteerReport` (``p_harmful``, ``gate`` per row).
+            A saved :class:`RemoteReport` (``p_harmful``, ``gate`` per row).
         """
         if tracer is not None and (not isinstance(steps, int) or steps < 1):
             raise InvalidInputError(f"with a generation tracer, pass steps=max_new_tokens (>= 1), got {steps!r}.")
         decoder_layers = get_module(model, self.layers_path)
         readers = [decoder_layers[layer] for layer in self.layers]
         lm_head = get_module(model, self.lm_head_path)
-        report = nnsight.save(SteerReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
+        report = nnsight.save(RemoteReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
         for _ in [None] if tracer is None else tracer.iter[:steps]:
             if report.p_harmful.numel() == 0 or self.gate_mode == "every_step":
                 p = self.p_harmful(torch.stack([module.input[:, -1] for module in readers], dim=1))

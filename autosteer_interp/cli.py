@@ -1,33 +1,139 @@
-"""Command-line interface: ``autosteer-interp sas | demo``.
+"""Command-line interface: ``autosteer-interp fit | eval | generate | demo | sas``.
 
-Exit codes: 0 success, 2 bad input (a clear message on stderr), 1 unexpected failure.
+Every command checks its inputs (paths, data files, slices, the output folder) before loading a model or
+writing anything, and never writes into an existing non-empty ``--out``.
+
+Exit codes: 0 success; 2 bad input or usage (a clear message on stderr); 1 unexpected failure (a traceback).
 """
 
 import argparse
 import json
 import logging
-import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from .demo import DEMO_MODEL
 from .errors import AutosteerError, InvalidInputError
-from .prompts import PromptPair, builtin_pairs, load_vlsafe
-from .sas import LayerScores, safety_awareness_scores
+from .prompts import Prompt, PromptPair, builtin_borderline, builtin_pairs, load_queries, load_vlsafe
 
 __all__ = ["main"]
 
 logger = logging.getLogger("autosteer_interp.cli")
 
-DEMO_MODEL = "smollm2-llava-onevision"
+STEER_DIR = "autosteer"  # where `fit` saves the AutoSteer artefact inside --out
 
 
-def _load_pairs(args: argparse.Namespace) -> list[PromptPair]:
-    pairs = load_vlsafe(args.vlsafe, limit=args.limit) if args.vlsafe else builtin_pairs()
-    if args.vlsafe is None and args.limit is not None:
-        pairs = pairs[: args.limit]
-    return pairs
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def parse_range(text: str | None, limit: int | None = None) -> slice:
+    """``"A:B"`` (Python slice bounds, negatives allowed, either side optional) and ``--limit N`` as a slice.
+
+    Raises:
+        InvalidInputError: If the text is not ``A:B`` with integer bounds, or ``limit < 1``.
+    """
+    if limit is not None and limit < 1:
+        raise InvalidInputError(f"--limit must be a positive integer, got {limit}.")
+    if text is None:
+        return slice(None, limit)
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = (int(part) if part.strip() else None for part in parts)
+    except ValueError as error:
+        raise InvalidInputError(
+            f"--range must look like A:B with integers (e.g. 0:1600, -400:, :100), got {text!r}."
+        ) from error
+    if limit is not None:
+        raise InvalidInputError("pass either --range or --limit, not both.")
+    return slice(start, stop)
+
+
+def load_pair_source(spec: str) -> list[PromptPair]:
+    """Contrastive pairs from ``"builtin"``, a VLSafe directory, or a jsonl file with ``harmful`` and ``safe``.
+
+    A VLSafe directory holds the two files of the AutoSteer release (or a ``vlsafe/`` folder that does).
+
+    Raises:
+        InvalidInputError: If ``spec`` is none of these.
+        DataFormatError: If a file is malformed (the message names the file and line).
+    """
+    if spec == "builtin":
+        return builtin_pairs()
+    path = Path(spec)
+    if path.is_dir():
+        return load_vlsafe(path / "vlsafe" if (path / "vlsafe").is_dir() else path)
+    if path.is_file():
+        harmful, safe = load_queries(path, text_field="harmful"), load_queries(path, text_field="safe")
+        return [PromptPair(h, s, id=str(i + 1)) for i, (h, s) in enumerate(zip(harmful, safe))]
+    raise InvalidInputError(
+        f"--pairs {spec!r}: no such file or directory. Allowed: 'builtin', a VLSafe directory (the two jsonl "
+        "files of the AutoSteer release), or a jsonl file with 'harmful' and 'safe' fields."
+    )
+
+
+def select_pairs(pairs: list[PromptPair], window: slice, spec: str) -> list[PromptPair]:
+    """``pairs[window]``, refusing an empty selection."""
+    chosen = pairs[window]
+    if not chosen:
+        raise InvalidInputError(
+            f"the slice {window.start}:{window.stop} of --pairs {spec!r} is empty ({len(pairs)} pairs available)."
+        )
+    return chosen
+
+
+@dataclass
+class PromptSet:
+    """A named list of requests from the command line."""
+
+    name: str
+    prompts: list[Prompt]
+
+
+def load_prompt_set(spec: str, harmful: bool) -> PromptSet:
+    """``[NAME=]SOURCE``: a jsonl file with a ``query`` field, ``borderline`` (our held-out borderline-benign
+    requests), or ``builtin`` (one side of the built-in pairs).
+
+    Raises:
+        InvalidInputError: If the source is none of these.
+        DataFormatError: If the file is malformed.
+    """
+    name, _, source = spec.rpartition("=")
+    if source == "borderline":
+        return PromptSet(name or "borderline", builtin_borderline("test"))
+    if source == "builtin":
+        pairs = builtin_pairs()
+        return PromptSet(name or "builtin", [p.harmful if harmful else p.safe for p in pairs])
+    path = Path(source)
+    if not path.is_file():
+        flag = "--harmful" if harmful else "--benign"
+        raise InvalidInputError(
+            f"{flag} {spec!r}: {source!r} is not a file. Allowed: [NAME=]FILE.jsonl (one object per line with a "
+            "'query' field), 'borderline' or 'builtin'."
+        )
+    return PromptSet(name or path.stem, load_queries(path))
+
+
+def check_new_output(out: Path) -> None:
+    """Refuse an ``--out`` that exists and is not an empty directory (nothing is ever overwritten)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInputError(f"--out {out} exists and is not empty; choose a new directory.")
+
+
+def resolve_steer_dir(spec: str) -> Path:
+    """The AutoSteer artefact folder: ``spec`` itself, or ``spec/autosteer`` for a ``fit`` output folder."""
+    path = Path(spec)
+    if (path / STEER_DIR / "config.json").is_file():
+        return path / STEER_DIR
+    if not path.is_dir():
+        raise InvalidInputError(f"--steer {spec!r}: no such directory (expected the --out folder of `fit`).")
+    return path
 
 
 def _parse_layers(text: str | None) -> list[int] | None:
@@ -39,7 +145,14 @@ def _parse_layers(text: str | None) -> list[int] | None:
         raise InvalidInputError(f"--layers must be comma-separated integers like 4,8,12, got {text!r}.") from error
 
 
-def _score_table(scores: LayerScores) -> str:
+def _progress_note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ sas
+
+
+def _score_table(scores: Any) -> str:
     best = scores.best_layer
     width = 40
     top = max(float(scores.scores.max()), 1e-9)
@@ -50,54 +163,281 @@ def _score_table(scores: LayerScores) -> str:
     return "\n".join(lines)
 
 
-def _run_sas(model_name: str, pairs: list[PromptPair], layers: list[int] | None, batch_size: int, out: Path) -> int:
+def _save_plot(plot: Any, path: Path, **kwargs: Any) -> str:
+    """Call ``plot(path, **kwargs)``; a note for the user (matplotlib is optional)."""
+    try:
+        plot(path, **kwargs)
+    except ImportError:
+        return " (install matplotlib for plots)"
+    return f", plot {path}"
+
+
+def _cmd_sas(args: argparse.Namespace) -> int:
     from .activations import collect_activations
     from .architectures import resolve
     from .models import load_model
+    from .sas import safety_awareness_scores
 
-    if out.exists() and any(out.iterdir()):
-        raise InvalidInputError(f"--out {out} exists and is not empty; choose a new directory.")
+    spec = args.vlsafe if args.vlsafe is not None else args.pairs
+    if args.vlsafe is not None and not Path(args.vlsafe).is_dir():
+        raise InvalidInputError(f"--vlsafe {args.vlsafe} is not a directory with the two VLSafe jsonl files.")
+    pairs = select_pairs(load_pair_source(spec), parse_range(args.range, args.limit), spec)
+    layers = _parse_layers(args.layers)
+    out = Path(args.out)
+    check_new_output(out)
     started = time.perf_counter()
-    print(f"Loading {model_name} ...", flush=True)
-    model = load_model(model_name)
+    print(f"Loading {args.model} ...", flush=True)
+    model = load_model(args.model)
     if layers is None:
         # Layer 0 is the token embedding: at the last prompt token (the generation prompt) it is the same
         # vector for every prompt, so the SAS is undefined there.
         layers = list(range(1, resolve(model).n_layers))
+    for layer in layers:
+        resolve(model).check_layer(layer)
     print(f"Collecting activations of {len(pairs)} contrastive pairs at layers {layers[0]}..{layers[-1]} ...")
-    harmful = collect_activations(model, [p.harmful for p in pairs], layers, batch_size=batch_size)
-    safe = collect_activations(model, [p.safe for p in pairs], layers, batch_size=batch_size)
+    harmful = collect_activations(model, [p.harmful for p in pairs], layers, batch_size=args.batch_size)
+    safe = collect_activations(model, [p.safe for p in pairs], layers, batch_size=args.batch_size)
     scores = safety_awareness_scores(safe, harmful)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sas.json").write_text(json.dumps({"model": model_name, **scores.to_dict()}, indent=2))
-    try:
-        scores.plot(out / "sas.png", title=f"Safety Awareness Score, {model_name}, {len(pairs)} pairs")
-        plot_note = f", plot {out / 'sas.png'}"
-    except ImportError:
-        plot_note = " (install matplotlib for the plot)"
+    (out / "sas.json").write_text(json.dumps({"model": args.model, **scores.to_dict()}, indent=2))
+    note = _save_plot(scores.plot, out / "sas.png", title=f"Safety Awareness Score, {args.model}, {len(pairs)} pairs")
     print()
     print(_score_table(scores))
     print()
     print(f"Best layer: {scores.best_layer} (SAS {float(scores.scores.max()):.4f}).")
-    print(f"Saved {out / 'sas.json'}{plot_note}. Took {time.perf_counter() - started:.0f} s.")
+    print(f"Saved {out / 'sas.json'}{note}. Took {time.perf_counter() - started:.0f} s.")
     return 0
 
 
-def _cmd_sas(args: argparse.Namespace) -> int:
-    return _run_sas(args.model, _load_pairs(args), _parse_layers(args.layers), args.batch_size, Path(args.out))
+# ------------------------------------------------------------------------------------------------ fit
+
+
+def _candidate_layers(args: argparse.Namespace, n_layers: int) -> list[int] | None:
+    layers = _parse_layers(args.layers)
+    if args.every is not None:
+        if layers is not None:
+            raise InvalidInputError("pass either --layers or --every, not both.")
+        if args.every < 1:
+            raise InvalidInputError(f"--every must be a positive integer, got {args.every}.")
+        layers = list(range(args.every, n_layers, args.every))
+    return layers
+
+
+def _check_unit_interval(value: float | None, flag: str) -> None:
+    if value is not None and not 0 <= value <= 1:
+        raise InvalidInputError(f"{flag} must be in [0, 1], got {value}.")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .architectures import resolve
+    from .models import load_model
+    from .refusal_head import RefusalHeadConfig
+    from .steer import AutoSteer
+
+    window = parse_range(args.range, args.limit)
+    pairs = select_pairs(load_pair_source(args.pairs), window, args.pairs)
+    out = Path(args.out)
+    check_new_output(out)
+    _check_unit_interval(args.threshold, "--threshold")
+    _check_unit_interval(args.calibrate_fpr, "--calibrate-fpr")
+    if args.epsilon <= 0:
+        raise InvalidInputError(f"--epsilon must be > 0, got {args.epsilon}.")
+    started = time.perf_counter()
+    _progress_note(f"Loading {args.model} ...")
+    model = load_model(args.model)
+    layers = _candidate_layers(args, resolve(model).n_layers)
+    for layer in layers or []:
+        resolve(model).check_layer(layer)
+    _progress_note(f"Fitting AutoSteer on {len(pairs)} pairs of {args.pairs} [{window.start}:{window.stop}] ...")
+    steer = AutoSteer.fit(
+        model,
+        pairs,
+        candidate_layers=layers,
+        head_config=RefusalHeadConfig(epsilon=args.epsilon),
+        calibrate_fpr=args.calibrate_fpr,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    if args.threshold is not None:
+        steer = steer.with_threshold(args.threshold)
+    steer.save(out / STEER_DIR)
+    summary = steer.summary
+    assert summary is not None
+    record = {
+        "model": args.model,
+        "pairs": args.pairs,
+        "range": [window.start, window.stop],
+        "n_pairs": len(pairs),
+        "layers": list(steer.layers),
+        "threshold": steer.threshold,
+        "epsilon": steer.epsilon,
+        **summary.to_dict(),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / "fit.json").write_text(json.dumps(record, indent=2))
+    note = _save_plot(summary.sas.plot, out / "sas.png", title=f"SAS, {args.model}, {len(pairs)} pairs")
+    val = summary.validation
+    sas = summary.sas
+    print(f"SAS best layer {sas.best_layer} (top 3: {sas.top_k(3)}); the gate reads layers {list(steer.layers)}.")
+    print(
+        f"Prober (validation split of the fitting pairs): AUROC {val.auroc:.3f}, detection {val.tpr:.1%}, "
+        f"false alarms {val.fpr:.1%} at threshold {steer.threshold:.2f}."
+    )
+    print(f"Refusal head: epsilon {steer.epsilon}, loss per epoch {[round(x, 3) for x in summary.head_loss]}.")
+    print(f"Saved {out / STEER_DIR} and {out / 'fit.json'}{note}. Took {record['wall_seconds']:.0f} s.")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ eval
+
+
+def _eval_sets(args: argparse.Namespace) -> list[Any]:
+    from .evaluate import EvalSet
+
+    sets: list[EvalSet] = []
+    if args.pairs is not None:
+        window = parse_range(args.range, args.limit)
+        pairs = select_pairs(load_pair_source(args.pairs), window, args.pairs)
+        stem = "vlsafe" if Path(args.pairs).is_dir() else Path(args.pairs).stem
+        sets.append(EvalSet(f"{stem} harmful", [p.harmful for p in pairs], "harmful"))
+        sets.append(EvalSet(f"{stem} safe", [p.safe for p in pairs], "benign"))
+    elif args.range is not None or args.limit is not None:
+        raise InvalidInputError("--range and --limit select pairs; pass --pairs as well.")
+    for spec in args.harmful or []:
+        found = load_prompt_set(spec, harmful=True)
+        sets.append(EvalSet(found.name, found.prompts, "harmful"))
+    for spec in args.benign or []:
+        found = load_prompt_set(spec, harmful=False)
+        sets.append(EvalSet(found.name, found.prompts, "benign"))
+    if not sets:
+        raise InvalidInputError("nothing to evaluate: pass --pairs, --harmful or --benign.")
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"set names must be unique, got {names}; name them with NAME=FILE.")
+    return sets
+
+
+def _methods(text: str) -> list[Any]:
+    from .evaluate import METHODS
+
+    methods = [part.strip() for part in text.split(",") if part.strip()]
+    if not methods or any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
+        raise InvalidInputError(f"--methods must be a comma-separated subset of {','.join(METHODS)}, got {text!r}.")
+    return methods
+
+
+def _judge(spec: str) -> Any:
+    from .evaluate import ClassifierJudge, RefusalSubstringJudge
+
+    if spec == "substring":
+        return RefusalSubstringJudge()
+    if not Path(spec).is_dir():
+        raise InvalidInputError(
+            f"--judge {spec!r}: allowed are 'substring' or a directory with a Hugging Face text-classification "
+            "checkpoint (labels named like REJECTION / refusal)."
+        )
+    return ClassifierJudge.from_pretrained(spec)
+
+
+def _write_report(report: Any, out: Path, with_outputs: bool) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(report.to_json())
+    (out / "report.md").write_text(report.to_markdown() + "\n")
+    if with_outputs:
+        with (out / "generations.jsonl").open("w", encoding="utf-8") as handle:
+            for record in report.generations():
+                handle.write(json.dumps(record) + "\n")
+    return _save_plot(report.plot, out / "report.png")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .models import load_model
+    from .steer import AutoSteer
+
+    sets = _eval_sets(args)
+    methods = _methods(args.methods)
+    out = Path(args.out)
+    check_new_output(out)
+    steer_dir = resolve_steer_dir(args.steer)
+    AutoSteer.load(steer_dir)  # a broken artefact fails here, before the model loads
+    judge = _judge(args.judge)
+    if args.steer_limit is not None and args.steer_limit < 1:
+        raise InvalidInputError(f"--steer-limit must be a positive integer, got {args.steer_limit}.")
+    _progress_note(f"Loading {args.model} ...")
+    model = load_model(args.model)
+    steer = AutoSteer.load(steer_dir, model=model)
+    report = evaluate(
+        model,
+        steer,
+        sets,
+        judge=judge,
+        methods=methods,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        steer_limit=args.steer_limit,
+        progress=not args.quiet,
+    )
+    note = _write_report(report, out, with_outputs=not args.no_generations)
+    print(report.to_markdown())
+    print(f"\nSaved {out / 'report.json'}, {out / 'report.md'}{note}.")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ generate
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .evaluate import generate_texts
+    from .models import load_model
+    from .steer import AutoSteer
+
+    prompts = [Prompt(text) for text in args.prompt or []]
+    if args.prompts is not None:
+        prompts += load_queries(args.prompts)
+    if not prompts:
+        raise InvalidInputError("nothing to generate: pass --prompt TEXT (repeatable) or --prompts FILE.jsonl.")
+    steer_dir = resolve_steer_dir(args.steer) if args.steer is not None else None
+    if steer_dir is not None:
+        AutoSteer.load(steer_dir)
+    model = load_model(args.model)
+    kwargs = {"max_new_tokens": args.max_new_tokens, "do_sample": False}
+    if steer_dir is None:
+        for prompt, text in zip(prompts, generate_texts(model, prompts, batch_size=args.batch_size, **kwargs)):
+            print(json.dumps({"prompt": prompt.text, "output": text}))
+        return 0
+    steer = AutoSteer.load(steer_dir, model=model)
+    result = steer.generate(model, prompts, batch_size=args.batch_size, **kwargs)
+    for prompt, text, p, gate in zip(prompts, result.texts, result.p_harmful.tolist(), result.gate.tolist()):
+        print(json.dumps({"prompt": prompt.text, "p_harmful": round(p, 4), "gate": bool(gate), "output": text}))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ demo
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    print(
-        "AutoSteer demo, step 1: layer selection on the real SmolLM2-135M-Instruct inside LLaVA-OneVision\n"
-        "(real language model, untrained vision tower; text requests only)."
+    from .demo import run_demo
+
+    if args.out and Path(args.out).exists() and any(Path(args.out).iterdir()):
+        raise InvalidInputError(f"--out {args.out} exists and is not empty; choose a new directory.")
+    return run_demo(out=Path(args.out) if args.out else None, n_pairs=args.limit, batch_size=args.batch_size)
+
+
+# ------------------------------------------------------------------------------------------------ parser
+
+
+def _add_pairs(parser: argparse.ArgumentParser, required: bool, default: str | None = None) -> None:
+    parser.add_argument(
+        "--pairs",
+        required=required,
+        default=default,
+        help="'builtin', a VLSafe directory, or a jsonl file with 'harmful' and 'safe' fields",
     )
-    data_dir = os.environ.get("AUTOSTEER_DATA_DIR")
-    args.vlsafe = str(Path(data_dir) / "vlsafe") if data_dir and (Path(data_dir) / "vlsafe").is_dir() else None
-    pairs = _load_pairs(args)
-    print(f"Pairs: {'VLSafe from ' + args.vlsafe if args.vlsafe else 'the built-in set'} ({len(pairs)}).")
-    out = Path(args.out or time.strftime("outputs/demo-%Y%m%d-%H%M%S"))
-    return _run_sas(DEMO_MODEL, pairs, None, args.batch_size, out)
+    parser.add_argument(
+        "--range", help="slice of the pairs A:B, Python bounds (0:1600, :100; a negative start as --range=-400:)"
+    )
+    parser.add_argument("--limit", type=int, help="use only the first N pairs (same as --range :N)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,32 +445,80 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    fit = commands.add_parser("fit", help="fit AutoSteer (SAS -> prober -> refusal head) and save it")
+    fit.add_argument("--model", default=DEMO_MODEL, help="built-in name, hub id or checkpoint directory")
+    _add_pairs(fit, required=True)
+    fit.add_argument("--out", required=True, help="new output directory (autosteer/, fit.json, sas.png)")
+    fit.add_argument("--layers", help="candidate layers, comma-separated (default: 1..n_layers-1)")
+    fit.add_argument("--every", type=int, help="candidate layers every N (the paper: 4)")
+    fit.add_argument("--epsilon", type=float, default=0.1, help="refusal-head scale (paper: 0.1)")
+    fit.add_argument("--threshold", type=float, help="gate threshold on P(harmful) (default 0.5, the paper's)")
+    fit.add_argument("--calibrate-fpr", type=float, help="calibrate the threshold to this validation FPR")
+    fit.add_argument("--batch-size", type=int, default=16)
+    fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    fit.set_defaults(run=_cmd_fit)
+
+    ev = commands.add_parser("eval", help="Orig / Steer / AutoSteer on harmful and benign sets")
+    ev.add_argument("--model", default=DEMO_MODEL, help="built-in name, hub id or checkpoint directory")
+    ev.add_argument("--steer", required=True, help="the --out folder of `fit` (or an AutoSteer artefact)")
+    _add_pairs(ev, required=False)
+    ev.add_argument("--harmful", action="append", help="[NAME=]FILE.jsonl with 'query' (repeatable), or builtin")
+    ev.add_argument("--benign", action="append", help="[NAME=]FILE.jsonl, 'borderline' or 'builtin' (repeatable)")
+    ev.add_argument("--out", required=True, help="new output directory (report.json/.md/.png, generations.jsonl)")
+    ev.add_argument("--judge", default="substring", help="'substring' or a text-classification checkpoint dir")
+    ev.add_argument("--methods", default="orig,steer,autosteer", help="subset of orig,steer,autosteer")
+    ev.add_argument("--steer-limit", type=int, help="run the always-on Steer row on the first N of each set")
+    ev.add_argument("--max-new-tokens", type=int, default=32)
+    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--no-generations", action="store_true", help="do not save the generated texts")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(run=_cmd_eval)
+
+    gen = commands.add_parser("generate", help="generate answers, with or without AutoSteer (JSON lines)")
+    gen.add_argument("--model", default=DEMO_MODEL, help="built-in name, hub id or checkpoint directory")
+    gen.add_argument("--steer", help="the --out folder of `fit` (default: the unsteered model)")
+    gen.add_argument("--prompt", action="append", help="a request (repeatable)")
+    gen.add_argument("--prompts", help="a jsonl file with a 'query' field")
+    gen.add_argument("--max-new-tokens", type=int, default=64)
+    gen.add_argument("--batch-size", type=int, default=8)
+    gen.set_defaults(run=_cmd_generate)
+
+    demo = commands.add_parser("demo", help="the end-to-end demo on the real SmolLM2 (offline, < 10 min)")
+    demo.add_argument("--out", help="new output directory (default: outputs/demo-<timestamp>)")
+    demo.add_argument("--limit", type=int, help="use only the first N built-in pairs")
+    demo.add_argument("--batch-size", type=int, default=16)
+    demo.set_defaults(run=_cmd_demo)
+
     sas = commands.add_parser("sas", help="Safety Awareness Score of every layer on contrastive pairs")
     sas.add_argument("--model", default=DEMO_MODEL, help="built-in name, hub id or checkpoint directory")
-    sas.add_argument("--vlsafe", help="directory with the two VLSafe jsonl files (default: built-in pairs)")
-    sas.add_argument("--limit", type=int, help="use only the first N pairs")
+    _add_pairs(sas, required=False, default="builtin")
+    sas.add_argument("--vlsafe", help="directory with the two VLSafe jsonl files (same as --pairs DIR)")
     sas.add_argument("--layers", help="comma-separated layer indices (default: 1..n_layers-1)")
     sas.add_argument("--batch-size", type=int, default=16)
     sas.add_argument("--out", required=True, help="new output directory (sas.json, sas.png)")
     sas.set_defaults(run=_cmd_sas)
-
-    demo = commands.add_parser("demo", help="the end-to-end demo on the real SmolLM2 (offline)")
-    demo.add_argument("--out", help="new output directory (default: outputs/demo-<timestamp>)")
-    demo.add_argument("--limit", type=int, help="use only the first N pairs")
-    demo.add_argument("--batch-size", type=int, default=16)
-    demo.set_defaults(run=_cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad input or usage, 1 unexpected failure)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if getattr(args, "batch_size", 1) < 1:
+        print(f"error: --batch-size must be a positive integer, got {args.batch_size}.", file=sys.stderr)
+        return 2
     try:
-        return args.run(args)
+        return int(args.run(args))
     except AutosteerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("error: unexpected failure (a bug: please report it with the traceback above).", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

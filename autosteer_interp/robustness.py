@@ -25,7 +25,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -79,7 +79,7 @@ class GateFamily:
 
 def robustness_families(
     in_distribution: Sequence[PromptPair] | None = None,
-    split: Literal["train", "test"] = "test",
+    split: str = "test",
     wrappers_per_prompt: int = 1,
     seed: int = 0,
 ) -> dict[str, GateFamily]:

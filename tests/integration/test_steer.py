@@ -27,17 +27,19 @@ def mixed_batch():
     ]
 
 
-def make_steer(model, prompts, gate_mode="prefill"):
+def make_steer(model, prompts, gate_mode="prefill", layers=(LAYER,)):
     """A prober fitted on built-in pairs and a random head, thresholded so the batch is half gated."""
     pairs = builtin_pairs()[:40]
-    harmful = collect_activations(model, [p.harmful for p in pairs], [LAYER], progress=False)
-    safe = collect_activations(model, [p.safe for p in pairs], [LAYER], progress=False)
-    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(kind="linear", epochs=20), model=model)
+    layers = list(layers)
+    harmful = collect_activations(model, [p.harmful for p in pairs], layers, progress=False)
+    safe = collect_activations(model, [p.safe for p in pairs], layers, progress=False)
+    config = ProberConfig(kind="linear", epochs=20)
+    prober = SafetyProber.fit(harmful, safe, config=config, layers=layers, model=model)
     head = RefusalHead(64, epsilon=0.5)
     with torch.no_grad():
         head.S.add_(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))
     head.provenance = prober.provenance
-    p = prober.predict_proba(collect_activations(model, prompts, [LAYER], progress=False).at(LAYER))
+    p = prober.predict_proba(collect_activations(model, prompts, layers, progress=False).values)
     ordered = torch.sort(p).values
     middle = len(ordered) // 2
     threshold = float(ordered[middle - 1 : middle + 1].mean())  # between two samples: no row sits on it
@@ -75,6 +77,23 @@ def test_apply_in_a_trace_steers_exactly_the_gated_rows(model):
 
 def resolve_type(model):
     return model._module.config.model_type
+
+
+def test_a_gate_on_several_layers_is_the_same_in_traces_generation_and_hooks(tiny_llava):
+    prompts = mixed_batch()
+    steer, p_expected = make_steer(tiny_llava, prompts, layers=(1, 3))
+    assert steer.layers == (1, 3)
+    inputs = encode_prompts(tiny_llava, prompts)
+    with torch.no_grad(), tiny_llava.trace(**inputs):
+        report = steer.apply(tiny_llava)
+    assert torch.allclose(report.p_harmful, p_expected, atol=1e-5) and 0 < int(report.gate.sum()) < len(prompts)
+    kwargs = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    with torch.no_grad(), tiny_llava.generate(**inputs, **kwargs) as tracer:
+        generated = steer.apply(tiny_llava, tracer, steps=4)
+        ids = tracer.result.save()
+    result = steer.generate(tiny_llava, prompts, batch_size=len(prompts), **kwargs)
+    assert torch.equal(result.gate, report.gate) and torch.equal(generated.gate, report.gate)
+    assert torch.equal(result.token_ids, ids[:, inputs["input_ids"].shape[1] :])
 
 
 def test_generation_attach_and_one_by_one_agree(model):
@@ -175,16 +194,42 @@ def test_bad_input_is_refused_before_any_forward(tiny_llava):
 
 
 def test_fit_runs_the_whole_pipeline(tiny_llava):
-    pairs = builtin_pairs()[:24]
+    pairs = builtin_pairs()[:30]
     steer = AutoSteer.fit(
         tiny_llava,
         pairs,
         candidate_layers=[1, 2, 3],
+        probe_layers=2,
         prober_config=ProberConfig(kind="linear", epochs=5),
         head_config=RefusalHeadConfig(epochs=1),
+        builtin_gate_data=False,  # the built-in gate data is exercised on the real model (tests/real)
+        extra_negatives=[Prompt(f"How do I kill process {i} on Linux?") for i in range(10)],
+        calibrate_fpr=0.1,
         progress=False,
     )
     summary = steer.summary
-    assert steer.layer == summary.layer == summary.sas.best_layer and summary.layer in (1, 2, 3)
-    assert len(summary.head_loss) == 1 and set(summary.seconds) == {"activations_and_sas", "prober", "refusal_head"}
-    assert 0 <= summary.validation.auroc <= 1
+    assert list(steer.layers) == summary.layers == sorted(summary.sas.top_k(2))
+    assert len(summary.head_loss) == 1 and set(summary.seconds) == {"activations_and_sas", "gate", "refusal_head"}
+    assert summary.validation.fpr <= 0.1 and steer.threshold == summary.validation.threshold
+    counts = summary.gate_data
+    assert counts["train_harmful"] + counts["val_harmful"] == 30 and counts["val_harmful"] == 6
+    assert counts["train_wrapped_safe"] == counts["train_harmful"] and counts["val_negatives"] == 2
+
+
+def test_fit_collects_probe_layers_outside_the_candidates(tiny_llava):
+    pairs = builtin_pairs()[:12]
+    options = dict(
+        prober_config=ProberConfig(kind="logistic"),
+        head_config=RefusalHeadConfig(epochs=1),
+        builtin_gate_data=False,
+        wrap_pairs=False,
+        progress=False,
+    )
+    outside = AutoSteer.fit(tiny_llava, pairs, candidate_layers=[1, 2], probe_layers=[3], **options)
+    reused = AutoSteer.fit(tiny_llava, pairs, candidate_layers=[1, 2, 3], probe_layers=[3], **options)
+    assert outside.layers == reused.layers == (3,)
+    prompts = [p.harmful for p in pairs[:4]]
+    acts = collect_activations(tiny_llava, prompts, [3], progress=False).values
+    assert torch.allclose(outside.p_harmful(acts), reused.p_harmful(acts), atol=1e-4)
+    with pytest.raises(InvalidInputError, match="probe_layers=5 must be between 1 and the 2 candidate layers"):
+        AutoSteer.fit(tiny_llava, pairs, candidate_layers=[1, 2], probe_layers=5, **options)

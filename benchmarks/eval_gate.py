@@ -1,0 +1,148 @@
+"""Gate robustness on the real SmolLM2: the paper's recipe against our gate options (issue 7).
+
+Every recipe is trained on the first 1600 VLSafe pairs (plus, depending on the recipe, the built-in gate pairs,
+their jailbreak-wrapped copies and borderline-benign negatives, all TRAINING splits) through the library's own
+``GateData`` + ``train_gate`` (what ``AutoSteer.fit`` runs), and evaluated with ``RobustnessReport`` on families
+nothing in fitting or calibration saw: the last 400 VLSafe pairs (in-distribution), the built-in gate pairs'
+TEST split (other phrasing), both inside TEST wrappers, and the held-out borderline-benign requests.
+
+Activations at every layer are computed once per prompt text and cached (float16) under ``--cache``.
+Prints one JSON object per recipe and a markdown table.
+
+    python benchmarks/eval_gate.py [--data ../shared/data] [--cache outputs/gate_cache]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from autosteer_interp.activations import LayerActivations, collect_activations  # noqa: E402
+from autosteer_interp.gate import GateData, train_gate  # noqa: E402
+from autosteer_interp.models import load_model  # noqa: E402
+from autosteer_interp.prober import ProberConfig  # noqa: E402
+from autosteer_interp.prompts import Prompt, builtin_borderline, load_vlsafe  # noqa: E402
+from autosteer_interp.robustness import RobustnessReport, robustness_families  # noqa: E402
+from autosteer_interp.sas import safety_awareness_scores  # noqa: E402
+
+LAYERS = list(range(1, 30))
+
+
+class ActivationStore:
+    """Activations at every layer by prompt text, computed once and kept in one float16 file."""
+
+    def __init__(self, model, path: Path):
+        self.model, self.path = model, path
+        self.rows: dict[str, torch.Tensor] = {}
+        if path.exists():
+            saved = torch.load(path)
+            self.rows = dict(zip(saved["texts"], saved["values"]))
+
+    def get(self, prompts: list[Prompt], layers: list[int]) -> torch.Tensor:
+        """``[n, len(layers), d_model]`` float32."""
+        if not prompts:
+            return torch.empty(0, len(layers), 576)
+        missing = list(dict.fromkeys(p.text for p in prompts if p.text not in self.rows))
+        if missing:
+            start = time.perf_counter()
+            acts = collect_activations(self.model, [Prompt(t) for t in missing], LAYERS, 16, progress=False)
+            self.rows.update(zip(missing, acts.values.half()))
+            texts = list(self.rows)
+            torch.save({"texts": texts, "values": torch.stack([self.rows[t] for t in texts])}, self.path)
+            print(json.dumps({"collected": len(missing), "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+        index = [LAYERS.index(layer) for layer in layers]
+        return torch.stack([self.rows[p.text] for p in prompts])[:, index].float()
+
+
+RECIPES = {
+    # name: (GateData options, probe layer count, ProberConfig, calibrate_fpr)
+    "paper: VLSafe pairs, best SAS layer, MLP, tau 0.5": (dict(builtin=False, wrap=False), 1, {}, None),
+    "paper + borderline negatives": (dict(builtin=False, wrap=False, borderline=True), 1, {}, None),
+    "ours: + gate pairs + wrappers + borderline, MLP, 1 layer": (dict(), 1, {}, None),
+    "ours: same, MLP, top-3 layers concat": (dict(), 3, {}, None),
+    "ours: same, MLP, top-5 layers concat": (dict(), 5, {}, None),
+    "ours: same, MLP, top-5 layers mean": (dict(), 5, {"pool": "mean"}, None),
+    "ours: same, logistic, top-3 layers": (dict(), 3, {"kind": "logistic"}, None),
+    "ours: same, linear, top-3 layers": (dict(), 3, {"kind": "linear"}, None),
+    "ours: same, MLP, top-3, balanced classes": (dict(), 3, {"balance_classes": True}, None),
+    "ours: same, MLP, top-3, calibrated FPR 3%": (dict(), 3, {}, 0.03),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("AUTOSTEER_DATA_DIR", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--cache", default="outputs/gate_cache")
+    parser.add_argument("--recipes", help="comma-separated recipe indices (default: all)")
+    parser.add_argument("--out", default="outputs/eval_gate")
+    args = parser.parse_args()
+    cache, out = Path(args.cache), Path(args.out)
+    cache.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    pairs = load_vlsafe(Path(args.data) / "vlsafe")
+    fit_pairs, test_pairs = pairs[:1600], pairs[-400:]
+    model = load_model("smollm2-llava-onevision")
+    key = hashlib.sha256(f"{len(pairs)}{pairs[0].harmful.text}".encode()).hexdigest()[:12]
+    store = ActivationStore(model, cache / f"store_{key}.pt")
+
+    harmful = LayerActivations(store.get([p.harmful for p in fit_pairs], LAYERS), LAYERS)
+    safe = LayerActivations(store.get([p.safe for p in fit_pairs], LAYERS), LAYERS)
+    sas = safety_awareness_scores(safe, harmful)
+    print(json.dumps({"sas_top5": sas.top_k(5)}), flush=True)
+
+    families = robustness_families(test_pairs)
+    chosen = list(RECIPES.items())
+    if args.recipes:
+        chosen = [chosen[int(i)] for i in args.recipes.split(",")]
+    rows = []
+    for name, (options, k, config_fields, fpr) in chosen:
+        options = dict(options)
+        borderline = options.pop("borderline", False)
+        negatives = builtin_borderline("train") if borderline else None
+        data = GateData.build(fit_pairs, extra_negatives=negatives, **options)
+        layers = sorted(sas.top_k(k))
+        start = time.perf_counter()
+        features = {part_name: store.get(part.all_prompts(fit_pairs), layers) for part_name, part in data.parts.items()}
+        prober, validation = train_gate(features, layers, ProberConfig(**config_fields), fpr)
+        seconds = time.perf_counter() - start
+        probabilities = {
+            family_name: prober.predict_proba(store.get(family.prompts, layers))
+            for family_name, family in families.items()
+        }
+        report = RobustnessReport.from_probabilities(probabilities, families, prober.threshold, name)
+        rows.append(report)
+        print(
+            json.dumps(
+                {
+                    "recipe": name,
+                    "layers": layers,
+                    "threshold": round(prober.threshold, 4),
+                    "train_seconds": round(seconds, 1),
+                    "validation": {k: round(v, 4) for k, v in validation.to_dict().items() if isinstance(v, float)},
+                    "flagged": {r.name: round(r.flagged, 4) for r in report.families},
+                    "wrapped_harmful_by_family": report.families[2].by_group,
+                    "gate_data": data.counts(),
+                }
+            ),
+            flush=True,
+        )
+        report.to_json(out / f"recipe_{len(rows)}.json")
+    names = [r.name for r in rows[0].families]
+    print("\n| recipe | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for report in rows:
+        print(f"| {report.label} | " + " | ".join(f"{r.flagged:.1%}" for r in report.families) + " |")
+
+
+if __name__ == "__main__":
+    main()

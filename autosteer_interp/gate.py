@@ -6,8 +6,8 @@ than harm (see :mod:`autosteer_interp.robustness`). :class:`GateData` assembles 
 * the user's contrastive pairs (e.g. VLSafe);
 * the project's own gate pairs (:func:`~autosteer_interp.prompts.builtin_gate_pairs`, training split): harm
   categories and phrasings VLSafe lacks, each with a minimally edited harmless twin;
-* a copy of every pair inside a jailbreak-style wrapper (training templates), applied to BOTH sides so the
-  wrapper itself is never the signal;
+* copies of pairs (a few hundred, chosen at random) inside jailbreak-style wrappers (training templates),
+  applied to BOTH sides so the wrapper itself is never the signal;
 * borderline-benign requests as extra negatives (training split).
 
 Whole pairs (with their wrapped copies) are split into a training part and a held-out part; the held-out part
@@ -82,6 +82,7 @@ class GateData:
         wrap: bool = True,
         validation_fraction: float = 0.2,
         seed: int = 0,
+        max_wrapped: int | None = 512,
     ) -> "GateData":
         """Assemble and split the gate data.
 
@@ -90,9 +91,11 @@ class GateData:
             gate_pairs: More pairs for the gate only.
             extra_negatives: More benign requests.
             builtin: Add the built-in gate pairs and borderline-benign requests (training splits).
-            wrap: Add a copy of every pair inside a training jailbreak wrapper (both sides alike).
+            wrap: Add wrapped copies of pairs, inside training jailbreak wrappers (both sides alike).
             validation_fraction: Share of pairs (and of negatives) held out.
-            seed: Seed of the split and of the wrapper assignment.
+            seed: Seed of the split, of the choice of pairs to wrap and of the wrapper assignment.
+            max_wrapped: Wrap at most this many pairs (a seeded random choice; ``None``: every pair). Wrapped
+                prompts are long, and a few hundred teach the gate to look through wrappers.
 
         Raises:
             InvalidInputError: If ``validation_fraction`` is not in ``(0, 1)``.
@@ -109,12 +112,16 @@ class GateData:
         others = list(gate_pairs or []) + (builtin_gate_pairs("train") if builtin else [])
         negatives = list(extra_negatives or []) + (builtin_borderline("train") if builtin else [])
         wrappers = jailbreak_wrappers("train")
+        n_pairs = len(pairs) + len(others)
+        n_wrapped = 0 if not wrap else n_pairs if max_wrapped is None else min(max_wrapped, n_pairs)
+        to_wrap = set(torch.randperm(n_pairs, generator=generator)[:n_wrapped].tolist())
         parts: dict[str, GatePart] = {}
         for stage, user_rows, other_rows in zip(("train", "val"), split(len(pairs)), split(len(others))):
-            chosen = [pairs[i] for i in user_rows] + [others[i] for i in other_rows]
+            chosen = [pairs[i] for i in user_rows if i in to_wrap]
+            chosen += [others[i] for i in other_rows if len(pairs) + i in to_wrap]
             for side in ("harmful", "safe"):
                 parts[f"{stage}_{side}"] = GatePart(side, user_rows, [getattr(others[i], side) for i in other_rows])
-                wrapped = wrap_prompts([getattr(p, side) for p in chosen], wrappers, seed=seed) if wrap else []
+                wrapped = wrap_prompts([getattr(p, side) for p in chosen], wrappers, seed=seed)
                 parts[f"{stage}_wrapped_{side}"] = GatePart(side, [], wrapped)
         for stage, rows in zip(("train", "val"), split(len(negatives))):
             parts[f"{stage}_negatives"] = GatePart("safe", [], [negatives[i] for i in rows])

@@ -391,6 +391,7 @@ class AutoSteer:
         extra_negatives: Sequence[Prompt] | None = None,
         builtin_gate_data: bool = True,
         wrap_pairs: bool = True,
+        max_wrapped: int | None = 512,
         calibrate_fpr: float | None = None,
         validation_fraction: float = 0.2,
         gate_mode: GateMode = "prefill",
@@ -402,7 +403,7 @@ class AutoSteer:
 
         The SAS and the refusal head use ``pairs`` (the method). The gate is trained on more than ``pairs``
         when asked (the defaults): the project's own gate pairs (harm categories and phrasings VLSafe lacks),
-        copies of every pair inside jailbreak-style wrappers (applied to both sides, so the wrapper is never
+        wrapped copies of a few hundred pairs in jailbreak-style templates (both sides alike, so the wrapper is never
         the signal) and borderline-benign requests as extra negatives — all from the built-in TRAINING splits,
         so :func:`~autosteer_interp.robustness.robustness_families` (test splits) stays unseen. A
         ``validation_fraction`` of the gate data (whole pairs, with their wrapped copies) is held out from
@@ -419,7 +420,8 @@ class AutoSteer:
             gate_pairs: More contrastive pairs for the gate only (not the SAS, not the head).
             extra_negatives: More benign requests for the gate (e.g. your own borderline set).
             builtin_gate_data: Add the built-in gate pairs and borderline-benign requests (training splits).
-            wrap_pairs: Add a copy of every gate pair inside a training jailbreak wrapper (both sides alike).
+            wrap_pairs: Add wrapped copies of gate pairs, inside training jailbreak wrappers (both sides alike).
+            max_wrapped: Wrap at most this many pairs (seeded random choice; ``None``: all).
             calibrate_fpr: If set, set the threshold so that this share of held-out benign requests is flagged.
             validation_fraction: Share of the gate data held out for validation and calibration.
             gate_mode: See :class:`AutoSteer`.
@@ -450,7 +452,7 @@ class AutoSteer:
 
         start = time.perf_counter()
         data = GateData.build(
-            pairs, gate_pairs, extra_negatives, builtin_gate_data, wrap_pairs, validation_fraction, seed
+            pairs, gate_pairs, extra_negatives, builtin_gate_data, wrap_pairs, validation_fraction, seed, max_wrapped
         )
         reuse = set(gate_layers) <= set(layers)
 

@@ -35,7 +35,9 @@ def test_gate_data_uses_training_splits_only_and_keeps_pairs_whole():
     assert counts["train_harmful"] + counts["val_harmful"] == n_pairs
     assert counts["val_harmful"] == round(0.2 * 50) + round(0.2 * len(builtin_gate_pairs("train")))
     for stage in ("train", "val"):  # both sides of a pair, and its wrapped copies, are on the same side of the split
-        assert counts[f"{stage}_safe"] == counts[f"{stage}_harmful"] == counts[f"{stage}_wrapped_harmful"]
+        assert counts[f"{stage}_safe"] == counts[f"{stage}_harmful"]
+        assert counts[f"{stage}_wrapped_safe"] == counts[f"{stage}_wrapped_harmful"] <= counts[f"{stage}_harmful"]
+    assert counts["train_wrapped_harmful"] + counts["val_wrapped_harmful"] == 512  # max_wrapped
     assert counts["train_negatives"] + counts["val_negatives"] == len(builtin_borderline("train"))
 
 

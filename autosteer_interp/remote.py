@@ -28,7 +28,7 @@ import logging
 import pickle
 import sys
 from dataclasses import dataclass
-from typing import Any, Literal, no_type_check
+from typing import Any, no_type_check
 
 import nnsight
 import torch
@@ -45,7 +45,7 @@ __all__ = [
     "SERVER_MODULES",
     "RemoteReport",
     "RemoteSteer",
-    "Transport",
+    "TRANSPORTS",
     "TransportReport",
     "head_transport_bytes",
     "prepare_remote",
@@ -55,8 +55,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Transport = Literal["float32", "float16", "low_rank"]
-_TRANSPORTS = ("float32", "float16", "low_rank")
+TRANSPORTS = ("float32", "float16", "low_rank")
+"""How the refusal head's ``S`` can travel (checked at run time, so a typo gets a clear error)."""
 
 SERVER_MODULES = frozenset(
     {"torch", "numpy", "transformers", "accelerate", "diffusers", "einops", "peft", "nnsight"}
@@ -217,7 +217,7 @@ class TransportReport:
         return dict(self.__dict__)
 
 
-def head_transport_bytes(d_model: int, transport: Transport, rank: int | None = None) -> int:
+def head_transport_bytes(d_model: int, transport: str, rank: int | None = None) -> int:
     """Bytes of the refusal head on the wire for a model of width ``d_model`` (e.g. 3584 for a 7B model)."""
     if transport == "low_rank":
         return 2 * _check_rank(rank, d_model) * d_model * 4
@@ -265,7 +265,7 @@ def _export_prober(steer: AutoSteer, d_model: int) -> bytes:
 
 
 def prepare_remote(
-    steer: AutoSteer, model: Any, transport: Transport = "float32", rank: int | None = None
+    steer: AutoSteer, model: Any, transport: str = "float32", rank: Any = None
 ) -> tuple[RemoteSteer, TransportReport]:
     """Build the :class:`RemoteSteer` of ``steer`` for ``model`` and register the package with nnsight.
 
@@ -284,9 +284,10 @@ def prepare_remote(
         InvalidInputError: Unknown transport, or a bad rank.
         ArtifactError / LayerIndexError: ``steer`` does not fit ``model``.
     """
-    if transport not in _TRANSPORTS:
-        raise InvalidInputError(f"transport must be one of {_TRANSPORTS}, got {transport!r}.")
+    if transport not in TRANSPORTS:
+        raise InvalidInputError(f"transport must be one of {TRANSPORTS}, got {transport!r}.")
     spec = resolve(model)
+    rank = _check_rank(rank, spec.d_model) if transport == "low_rank" else None
     if get_module(model, spec.row.lm_head_path).weight.device.type == "meta":
         for layer in steer.layers:
             spec.check_layer(layer)
@@ -309,7 +310,7 @@ def prepare_remote(
     trained = torch.linalg.matrix_norm(S - torch.eye(S.shape[0]))
     report = TransportReport(
         transport=transport,
-        rank=rank if transport == "low_rank" else None,
+        rank=rank,
         d_model=spec.d_model,
         head_bytes=sum(t.numel() * t.element_size() for t in factors.values()),
         float32_head_bytes=S.numel() * 4,

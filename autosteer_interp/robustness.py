@@ -128,6 +128,8 @@ class FamilyResult:
             benign ones).
         mean_p_harmful: Mean P(harmful).
         by_group: Flagged share per sub-group (e.g. wrapper family), if the family has groups.
+        flagged_every_step: Share flagged by the ``"every_step"`` gate by the end of a generated answer (the
+            prefill decision, or any generated token's), if measured.
     """
 
     name: str
@@ -136,6 +138,7 @@ class FamilyResult:
     flagged: float
     mean_p_harmful: float
     by_group: dict[str, float] = field(default_factory=dict)
+    flagged_every_step: float | None = None
 
     @property
     def correct(self) -> float:
@@ -151,11 +154,13 @@ class RobustnessReport:
         families: One :class:`FamilyResult` per family, in report order.
         threshold: The decision threshold on P(harmful).
         label: What was evaluated (e.g. the gate's settings), shown in tables and plots.
+        every_step_tokens: Generated tokens behind ``flagged_every_step`` (``None`` if not measured).
     """
 
     families: list[FamilyResult]
     threshold: float
     label: str = ""
+    every_step_tokens: int | None = None
 
     @classmethod
     def from_probabilities(
@@ -203,7 +208,12 @@ class RobustnessReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
-        return {"label": self.label, "threshold": self.threshold, "families": [asdict(r) for r in self.families]}
+        return {
+            "label": self.label,
+            "threshold": self.threshold,
+            "every_step_tokens": self.every_step_tokens,
+            "families": [asdict(r) for r in self.families],
+        }
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The report as JSON text (also written to ``path`` if given)."""
@@ -213,17 +223,20 @@ class RobustnessReport:
         return text
 
     def to_markdown(self) -> str:
-        """A table: family, expected decision, n, flagged share, mean P(harmful)."""
+        """A table: family, expected decision, n, flagged share, mean P(harmful) (and every-step share)."""
+        steps = self.every_step_tokens
+        extra = f" flagged, every step ({steps} tokens) |" if steps is not None else ""
         lines = [
             f"Gate robustness{' — ' + self.label if self.label else ''} (threshold {self.threshold:.3f})",
             "",
-            "| family | should flag | n | flagged | mean P(harmful) |",
-            "|---|---|---|---|---|",
+            "| family | should flag | n | flagged | mean P(harmful) |" + extra,
+            "|---|---|---|---|---|" + ("---|" if extra else ""),
         ]
         for r in self.families:
-            lines.append(
-                f"| {r.name} | {'yes' if r.harmful else 'no'} | {r.n} | {r.flagged:.1%} | {r.mean_p_harmful:.3f} |"
-            )
+            row = f"| {r.name} | {'yes' if r.harmful else 'no'} | {r.n} | {r.flagged:.1%} | {r.mean_p_harmful:.3f} |"
+            if r.flagged_every_step is not None:
+                row += f" {r.flagged_every_step:.1%} |"
+            lines.append(row)
         grouped = [r for r in self.families if r.by_group]
         for r in grouped:
             parts = ", ".join(f"{group} {share:.0%}" for group, share in r.by_group.items())
@@ -261,10 +274,14 @@ def gate_robustness(
     batch_size: int = 16,
     progress: bool = False,
     label: str = "",
+    every_step_tokens: int | None = None,
 ) -> RobustnessReport:
     """Run the gate of ``steer`` (prefill decision) on every family and report the flagged shares.
 
-    Only the prefill pass up to the deepest gate layer runs (no generation), so this is cheap.
+    Only the prefill pass up to the deepest gate layer runs (no generation), so this is cheap. With
+    ``every_step_tokens``, each family is also generated (greedy) with the ``"every_step"`` gate, which
+    re-checks every new token (harm that surfaces only in the answer, e.g. behind a wrapper), and the share
+    flagged by the end is reported beside.
 
     Args:
         model: The wrapped model the AutoSteer was fitted on.
@@ -274,10 +291,13 @@ def gate_robustness(
         batch_size: Prompts per forward pass.
         progress: Show progress bars.
         label: Shown in the report.
+        every_step_tokens: Tokens to generate per request for the every-step measurement (``None``: skip).
 
     Returns:
         A :class:`RobustnessReport` at ``steer.threshold``.
     """
+    if every_step_tokens is not None and (isinstance(every_step_tokens, bool) or every_step_tokens < 1):
+        raise InvalidInputError(f"every_step_tokens must be a positive integer or None, got {every_step_tokens!r}.")
     families = dict(families) if families is not None else robustness_families()
     steer.check_model(model)
     probabilities = {}
@@ -285,4 +305,11 @@ def gate_robustness(
         acts = collect_activations(model, family.prompts, list(steer.layers), batch_size, progress=progress)
         with torch.no_grad():
             probabilities[name] = steer.p_harmful(acts.values)
-    return RobustnessReport.from_probabilities(probabilities, families, steer.threshold, label)
+    report = RobustnessReport.from_probabilities(probabilities, families, steer.threshold, label)
+    if every_step_tokens is not None:
+        every_step = steer.with_gate_mode("every_step")
+        for result, family in zip(report.families, families.values()):
+            generated = every_step.generate(model, family.prompts, batch_size, max_new_tokens=every_step_tokens)
+            result.flagged_every_step = float(generated.gate.float().mean())
+        report.every_step_tokens = every_step_tokens
+    return report

@@ -525,6 +525,14 @@ class AutoSteer:
         steer.threshold = _check_threshold(threshold)
         return steer
 
+    def with_gate_mode(self, gate_mode: GateMode) -> "AutoSteer":
+        """A copy with another gate mode (``"prefill"`` or ``"every_step"``)."""
+        if gate_mode not in _GATE_MODES:
+            raise InvalidInputError(f"gate_mode must be one of {_GATE_MODES}, got {gate_mode!r}.")
+        steer = copy.copy(self)
+        steer.gate_mode = gate_mode
+        return steer
+
 
 def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int], spec: Any) -> list[int]:
     """The ``k`` best SAS layers (ascending), or the explicit list checked against the model."""

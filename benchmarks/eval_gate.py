@@ -31,8 +31,10 @@ from autosteer_interp.gate import GateData, train_gate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
 from autosteer_interp.prompts import Prompt, builtin_borderline, load_vlsafe  # noqa: E402
-from autosteer_interp.robustness import RobustnessReport, robustness_families  # noqa: E402
+from autosteer_interp.refusal_head import RefusalHead  # noqa: E402
+from autosteer_interp.robustness import GateFamily, RobustnessReport, gate_robustness, robustness_families  # noqa: E402
 from autosteer_interp.sas import safety_awareness_scores  # noqa: E402
+from autosteer_interp.steer import AutoSteer  # noqa: E402
 
 LAYERS = list(range(1, 30))
 
@@ -78,12 +80,41 @@ RECIPES = {
 }
 
 
+def every_step_run(model, prober, families, n, tokens):
+    """The every-step gate on the first ``n`` requests of each family (greedy generation of ``tokens``).
+
+    The flagged share does not depend on the refusal head (once a row is flagged it stays flagged), so an
+    untrained head (S = I) stands in for the fitted one.
+    """
+    steer = AutoSteer(prober, RefusalHead(prober.d_model), gate_mode="every_step")
+    subset = {
+        name: GateFamily(f.prompts[:n], f.harmful, f.groups[:n] if f.groups else None) for name, f in families.items()
+    }
+    start = time.perf_counter()
+    report = gate_robustness(model, steer, subset, label="every step", every_step_tokens=tokens)
+    print(
+        json.dumps(
+            {
+                "every_step": {r.name: [round(r.flagged, 4), round(r.flagged_every_step, 4)] for r in report.families},
+                "n_per_family": n,
+                "tokens": tokens,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        ),
+        flush=True,
+    )
+    print(report.to_markdown(), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("AUTOSTEER_DATA_DIR", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--cache", default="outputs/gate_cache")
     parser.add_argument("--recipes", help="comma-separated recipe indices (default: all)")
     parser.add_argument("--out", default="outputs/eval_gate")
+    parser.add_argument("--every-step", type=int, help="recipe index to also run with the every-step gate")
+    parser.add_argument("--every-step-n", type=int, default=150, help="requests per family for the every-step run")
+    parser.add_argument("--every-step-tokens", type=int, default=32)
     args = parser.parse_args()
     cache, out = Path(args.cache), Path(args.out)
     cache.mkdir(parents=True, exist_ok=True)
@@ -104,7 +135,7 @@ def main():
     chosen = list(RECIPES.items())
     if args.recipes:
         chosen = [chosen[int(i)] for i in args.recipes.split(",")]
-    rows = []
+    rows, probers = [], []
     for name, (options, k, config_fields, fpr) in chosen:
         options = dict(options)
         borderline = options.pop("borderline", False)
@@ -137,6 +168,9 @@ def main():
             flush=True,
         )
         report.to_json(out / f"recipe_{len(rows)}.json")
+        probers.append(prober)
+    if args.every_step is not None:
+        every_step_run(model, probers[args.every_step], families, args.every_step_n, args.every_step_tokens)
     names = [r.name for r in rows[0].families]
     print("\n| recipe | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")

@@ -242,6 +242,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _check_unit_interval(args.calibrate_fpr, "--calibrate-fpr")
     if args.epsilon <= 0:
         raise InvalidInputError(f"--epsilon must be > 0, got {args.epsilon}.")
+    if args.max_wrapped < 0:
+        raise InvalidInputError(f"--max-wrapped must be >= 0, got {args.max_wrapped}.")
     started = time.perf_counter()
     _progress_note(f"Loading {args.model} ...")
     model = load_model(args.model)
@@ -255,6 +257,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         candidate_layers=layers,
         head_config=RefusalHeadConfig(epsilon=args.epsilon),
         calibrate_fpr=args.calibrate_fpr,
+        builtin_gate_data=not args.no_gate_data,
+        wrap_pairs=args.max_wrapped > 0,
+        max_wrapped=args.max_wrapped or None,
         batch_size=args.batch_size,
         progress=not args.quiet,
     )
@@ -271,6 +276,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "layers": list(steer.layers),
         "threshold": steer.threshold,
         "epsilon": steer.epsilon,
+        "builtin_gate_data": not args.no_gate_data,
+        "max_wrapped": args.max_wrapped,
         **summary.to_dict(),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
@@ -454,6 +461,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--epsilon", type=float, default=0.1, help="refusal-head scale (paper: 0.1)")
     fit.add_argument("--threshold", type=float, help="gate threshold on P(harmful) (default 0.5, the paper's)")
     fit.add_argument("--calibrate-fpr", type=float, help="calibrate the threshold to this validation FPR")
+    fit.add_argument("--no-gate-data", action="store_true", help="train the gate on --pairs only (no built-in data)")
+    fit.add_argument("--max-wrapped", type=int, default=512, help="jailbreak-wrapped pairs for the gate (0: none)")
     fit.add_argument("--batch-size", type=int, default=16)
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     fit.set_defaults(run=_cmd_fit)

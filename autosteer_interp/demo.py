@@ -32,6 +32,7 @@ __all__ = ["DEMO_MODEL", "STAGES", "DemoState", "run_demo"]
 DEMO_MODEL = "smollm2-llava-onevision"
 VLSAFE_FIT, VLSAFE_TEST = 160, 48  # VLSafe pairs added to fitting / held out, when the data is available
 NEW_TOKENS = 32
+MAX_WRAPPED = 64  # jailbreak-wrapped copies for the gate (long prompts: the library default, 512, takes minutes)
 
 
 @dataclass
@@ -104,8 +105,13 @@ def fit_stage(state: DemoState) -> DemoState:
     """SAS -> prober -> refusal head, printing what each part found."""
     from .steer import AutoSteer
 
-    _say(f"[3/5] Fitting AutoSteer on {len(state.fit_pairs)} pairs: SAS over all layers -> prober -> refusal head ...")
-    state.steer = steer = AutoSteer.fit(state.model, state.fit_pairs, batch_size=state.batch_size, progress=True)
+    _say(
+        f"[3/5] Fitting AutoSteer on {len(state.fit_pairs)} pairs: SAS over all layers -> gate (prober, with the "
+        f"built-in gate data and {MAX_WRAPPED} jailbreak-wrapped pairs) -> refusal head ..."
+    )
+    state.steer = steer = AutoSteer.fit(
+        state.model, state.fit_pairs, max_wrapped=MAX_WRAPPED, batch_size=state.batch_size, progress=True
+    )
     summary = steer.summary
     assert summary is not None
     sas, val, loss = summary.sas, summary.validation, summary.head_loss

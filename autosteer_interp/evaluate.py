@@ -517,7 +517,7 @@ class EvalReport:
         if meta.get("steer_limit") is not None and "steer" in methods:
             notes.append(f"Steer (always on) ran on the first {meta['steer_limit']} prompts of each set.")
         notes.append(
-            f"Gate: layer {meta.get('layers')}, threshold {meta.get('threshold')}, epsilon {meta.get('epsilon')}; "
+            f"Gate: layers {meta.get('layers')}, threshold {meta.get('threshold')}, epsilon {meta.get('epsilon')}; "
             f"judge: {meta.get('judge')}; greedy, {meta.get('max_new_tokens')} new tokens."
         )
         return "\n".join(lines) + "\n\n" + "\n".join(notes)

@@ -4,8 +4,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from autosteer_interp import cli
+from autosteer_interp.cli import main
 
 
 def run_cli(*args, cwd):
@@ -81,3 +85,192 @@ def test_bad_layers_are_a_clear_error(tmp_path):
     )
     assert result.returncode == 2 and "valid layers are the integers 0..3" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------------------ fit | eval | generate
+
+TINY = ("--model", "tiny-llava-onevision")
+
+
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory):
+    """`fit` on 16 built-in pairs of a tiny model, gate trained on those pairs only (fast)."""
+    out = tmp_path_factory.mktemp("fit") / "run"
+    result = run_cli(
+        "fit", *TINY, "--pairs", "builtin", "--range", "0:16", "--no-gate-data", "--max-wrapped", "0",
+        "--out", str(out), "-q", cwd=out.parent,
+    )  # fmt: skip
+    return result, out
+
+
+def test_fit_saves_a_loadable_autosteer_with_its_summary_and_plot(fit_run, tiny_llava):
+    from autosteer_interp.steer import AutoSteer
+
+    result, out = fit_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((out / "fit.json").read_text())
+    assert record["n_pairs"] == 16 and record["range"] == [0, 16] and record["model"] == "tiny-llava-onevision"
+    steer = AutoSteer.load(out / "autosteer", model=tiny_llava)
+    assert list(steer.layers) == record["layers"] and steer.threshold == record["threshold"]
+    assert (out / "sas.png").stat().st_size > 1000
+    assert "SAS best layer" in result.stdout and "Prober" in result.stdout
+
+
+def test_eval_writes_the_report_the_generations_and_a_plot(fit_run):
+    _, fit_out = fit_run
+    out = fit_out.parent / "eval"
+    benign = fit_out.parent / "everyday.jsonl"
+    benign.write_text("".join(json.dumps({"query": q}) + "\n" for q in ["Hi!", "Name a colour.", "Count to three."]))
+    result = run_cli(
+        "eval", *TINY, "--steer", str(fit_out), "--pairs", "builtin", "--range=-4:", "--benign", f"daily={benign}",
+        "--steer-limit", "2", "--max-new-tokens", "3", "--out", str(out), "-q", cwd=out.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert [row["set"] for row in report["rows"][::3]] == ["builtin harmful", "builtin safe", "daily"]
+    assert [row["n"] for row in report["rows"]] == [4, 2, 4, 4, 2, 4, 3, 2, 3]
+    lines = (out / "generations.jsonl").read_text().splitlines()
+    assert len(lines) == 28 and json.loads(lines[-1])["prompt"] == "Count to three."
+    assert "| builtin harmful | 4 | attack success" in result.stdout
+    assert (out / "report.md").read_text().startswith("| set | n | metric |")
+    assert (out / "report.png").stat().st_size > 1000
+
+
+def test_generate_prints_one_json_line_per_prompt_with_the_gate(fit_run):
+    _, fit_out = fit_run
+    result = run_cli(
+        "generate", *TINY, "--steer", str(fit_out), "--prompt", "Hello", "--prompt", "How are you?",
+        "--max-new-tokens", "3", cwd=fit_out.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["prompt"] for r in records] == ["Hello", "How are you?"]
+    assert all(isinstance(r["gate"], bool) and 0 <= r["p_harmful"] <= 1 for r in records)
+
+
+# ------------------------------------------------------------------------------------------------ bad input: exit 2
+
+
+def cli_main(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--range", "1:2:3"], "--range must look like A:B"),
+        (["--range", "a:b"], "--range must look like A:B"),
+        (["--range", "0:4", "--limit", "2"], "either --range or --limit"),
+        (["--range", "500:600"], "is empty (196 pairs available)"),
+        (["--limit", "0"], "--limit must be a positive integer"),
+        (["--threshold", "1.5"], "--threshold must be in"),
+        (["--max-wrapped", "-1"], "--max-wrapped must be >= 0"),
+        (["--layers", "1,x"], "comma-separated integers"),
+    ],
+)
+def test_bad_fit_arguments_exit_2_before_anything_is_written(capsys, tmp_path, argv, message):
+    out = tmp_path / "out"
+    code, err = cli_main(capsys, "fit", *TINY, "--pairs", "builtin", "--out", str(out), *argv)
+    assert code == 2 and message in err and not out.exists()
+
+
+def test_a_missing_pairs_path_names_what_is_allowed(capsys, tmp_path):
+    code, err = cli_main(capsys, "fit", "--pairs", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "no such file or directory" in err and "'builtin'" in err
+
+
+def test_a_malformed_pairs_file_names_the_file_and_line(capsys, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"harmful": "a", "safe": "b"}\n{"harmful": "c"}\n')
+    code, err = cli_main(capsys, "fit", "--pairs", str(pairs), "--out", str(tmp_path / "o"))
+    assert code == 2 and "pairs.jsonl, line 2" in err and "'safe'" in err
+    pairs.write_text("not json\n")
+    code, err = cli_main(capsys, "fit", "--pairs", str(pairs), "--out", str(tmp_path / "o"))
+    assert code == 2 and "line 1: not valid JSON" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_existing_output_is_never_touched(capsys, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    for argv in (
+        ["fit", "--pairs", "builtin", "--out", str(out)],
+        ["eval", "--steer", str(tmp_path), "--pairs", "builtin", "--out", str(out)],
+        ["demo", "--out", str(out)],
+    ):
+        code, err = cli_main(capsys, *argv)
+        assert code == 2 and "exists and is not empty" in err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+
+
+def test_eval_checks_sets_steer_and_judge_before_loading_a_model(capsys, tmp_path, fit_run):
+    _, fit_out = fit_run
+    out = tmp_path / "o"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "hi"}\n')
+    cases = [
+        (["--steer", str(fit_out)], "nothing to evaluate"),
+        (["--steer", str(fit_out), "--range", "0:4"], "pass --pairs as well"),
+        (["--steer", str(fit_out), "--harmful", str(tmp_path / "missing.jsonl")], "is not a file"),
+        (
+            ["--steer", str(fit_out), "--benign", str(bad)],
+            "bad.jsonl, line 1: missing a non-empty string field 'query'",
+        ),
+        (["--steer", str(fit_out), "--benign", "borderline", "--benign", "borderline"], "set names must be unique"),
+        (["--steer", str(fit_out), "--benign", "borderline", "--methods", "orig,magic"], "--methods must be"),
+        (["--steer", str(fit_out), "--benign", "borderline", "--judge", "gpt"], "--judge 'gpt'"),
+        (["--steer", str(tmp_path / "none"), "--benign", "borderline"], "no such directory"),
+        (["--steer", str(tmp_path), "--benign", "borderline"], "config.json is missing"),
+    ]
+    for argv, message in cases:
+        code, err = cli_main(capsys, "eval", *TINY, "--out", str(out), *argv)
+        assert code == 2 and message in err, (argv, err)
+    assert not out.exists()
+
+
+def test_a_tampered_artefact_is_refused_with_exit_2(capsys, tmp_path, fit_run):
+    import shutil
+
+    _, fit_out = fit_run
+    copy = tmp_path / "steer"
+    shutil.copytree(fit_out / "autosteer", copy)
+    with (copy / "tensors.safetensors").open("ab") as handle:
+        handle.write(b"x")
+    code, err = cli_main(
+        capsys, "eval", *TINY, "--steer", str(copy), "--benign", "borderline", "--out", str(tmp_path / "o")
+    )
+    assert code == 2 and "checksum" in err
+
+
+def test_usage_errors_exit_2_and_unexpected_failures_exit_1(capsys, monkeypatch, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--out", str(tmp_path / "o")])  # --pairs missing
+    assert exit_info.value.code == 2 and "--pairs" in capsys.readouterr().err
+
+    def broken(spec):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "load_pair_source", broken)
+    code, err = cli_main(capsys, "fit", "--pairs", "builtin", "--out", str(tmp_path / "o"))
+    assert code == 1 and "RuntimeError: boom" in err and "unexpected failure" in err
+
+
+def test_the_demo_refuses_too_few_pairs(capsys, tmp_path):
+    code, err = cli_main(capsys, "demo", "--limit", "4", "--out", str(tmp_path / "d"))
+    assert code == 2 and "at least 16 built-in pairs" in err and not (tmp_path / "d").exists()
+
+
+def test_the_paper_reproduction_script_runs_its_dry_run(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "reproduce_paper.py"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
+    out = tmp_path / "dry"
+    result = subprocess.run(
+        [sys.executable, str(script), "--dry-run", "--out", str(out)], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert records[0]["stage"] == "fit" and records[0]["candidate_layers"] == [1, 2, 3]
+    assert len([r for r in records if r["stage"] == "eval"]) == 6
+    assert (out / "report.json").is_file() and (out / "autosteer" / "config.json").is_file()

@@ -41,6 +41,10 @@ _EXPORTS = {
     "LayerScores": "sas",
     "resolve": "architectures",
     "AutosteerError": "errors",
+    "AutoSteerHooks": "hooks_tl",
+    "boot_bridge": "hooks_tl",
+    "RemoteSteer": "remote",
+    "prepare_remote": "remote",
 }
 
 __all__ = ["__version__", *_EXPORTS]

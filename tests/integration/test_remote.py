@@ -99,3 +99,22 @@ def test_an_autosteer_itself_would_need_modules_the_server_lacks():
     assert result.returncode == 0, result.stderr[-2000:]
     missing = eval(result.stdout.strip().splitlines()[-1])
     assert {"jaxtyping", "PIL"} <= set(missing)  # why prepare_remote builds a RemoteSteer instead
+
+
+def test_a_model_with_meta_weights_is_checked_by_its_layout(steer):
+    from autosteer_interp.errors import LayerIndexError
+    from autosteer_interp.models import build_tiny_llava_onevision
+
+    with torch.device("meta"):  # how nnsight holds a model that runs on NDIF: layout, no weights
+        remote_model, _, _ = build_tiny_llava_onevision()
+    remote_steer, report = prepare_remote(steer, remote_model, transport="float16")
+    assert remote_steer.layers == steer.layers and report.head_bytes == 64 * 64 * 2
+    with pytest.raises(LayerIndexError, match=r"0\.\.3"):
+        prepare_remote(make_deeper_steer(steer), remote_model)
+
+
+def make_deeper_steer(steer):
+    from autosteer_interp.prober import SafetyProber
+    from autosteer_interp.steer import AutoSteer
+
+    return AutoSteer(SafetyProber(64, layers=7), steer.head, threshold=0.5)

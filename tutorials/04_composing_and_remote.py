@@ -39,7 +39,11 @@ N_PAIRS = int(os.environ.get("TUTORIAL_PAIRS", "196"))
 
 model = asi.load_model("smollm2-llava-onevision")
 pairs = asi.builtin_pairs()[:N_PAIRS]
-steer = AutoSteer.fit(model, pairs, candidate_layers=[8, 12, 16, 20], progress=False)
+# the gate here is trained on the pairs only (no built-in gate data, no jailbreak-wrapped copies): fast, and enough
+# to illustrate; tutorial 03 fits the full gate
+steer = AutoSteer.fit(
+    model, pairs, candidate_layers=[8, 12, 16, 20], builtin_gate_data=False, wrap_pairs=False, progress=False
+)
 layer = steer.layers[0]
 print("gate reads layer", layer, "| threshold", round(steer.threshold, 3))
 

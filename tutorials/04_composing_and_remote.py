@@ -66,8 +66,7 @@ with torch.no_grad(), model.trace(**inputs):
     logits = model.lm_head.output.save()
 for name, report in (("clean", clean), ("patched", patched)):
     print(f"{name:8s} P(harmful) = {[round(float(p), 3) for p in report.p_harmful]}, gate = {report.gate.tolist()}")
-next_tokens = model.tokenizer.batch_decode(logits[:, -1].argmax(-1))
-print("next token of each row:", next_tokens)
+print("next token of each row:", [model.tokenizer.decode(token) for token in logits[:, -1].argmax(-1)])
 
 # %% [markdown]
 # ## 2 · The remote pattern (dry run)

@@ -244,6 +244,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--epsilon must be > 0, got {args.epsilon}.")
     if args.max_wrapped < 0:
         raise InvalidInputError(f"--max-wrapped must be >= 0, got {args.max_wrapped}.")
+    if args.probe_layers is not None and args.probe_layers < 1:
+        raise InvalidInputError(f"--probe-layers must be a positive integer, got {args.probe_layers}.")
     started = time.perf_counter()
     _progress_note(f"Loading {args.model} ...")
     model = load_model(args.model)
@@ -255,6 +257,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         model,
         pairs,
         candidate_layers=layers,
+        **({"probe_layers": args.probe_layers} if args.probe_layers is not None else {}),
         head_config=RefusalHeadConfig(epsilon=args.epsilon),
         calibrate_fpr=args.calibrate_fpr,
         builtin_gate_data=not args.no_gate_data,
@@ -391,6 +394,45 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ robustness
+
+
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from .models import load_model
+    from .robustness import gate_robustness, robustness_families
+    from .steer import AutoSteer
+
+    held_out = None
+    if args.pairs is not None:
+        held_out = select_pairs(load_pair_source(args.pairs), parse_range(args.range, args.limit), args.pairs)
+    out = Path(args.out)
+    check_new_output(out)
+    steer_dir = resolve_steer_dir(args.steer)
+    AutoSteer.load(steer_dir)  # a broken artefact fails here, before the model loads
+    if args.every_step_tokens is not None and args.every_step_tokens < 1:
+        raise InvalidInputError(f"--every-step-tokens must be a positive integer, got {args.every_step_tokens}.")
+    _progress_note(f"Loading {args.model} ...")
+    model = load_model(args.model)
+    steer = AutoSteer.load(steer_dir, model=model)
+    families = robustness_families(held_out)
+    report = gate_robustness(
+        model,
+        steer,
+        families,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        label=f"gate on layers {list(steer.layers)}",
+        every_step_tokens=args.every_step_tokens,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    report.to_json(out / "robustness.json")
+    (out / "robustness.md").write_text(report.to_markdown() + "\n")
+    note = _save_plot(report.plot, out / "robustness.png")
+    print(report.to_markdown())
+    print(f"\nSaved {out / 'robustness.json'}, {out / 'robustness.md'}{note}.")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ generate
 
 
@@ -463,6 +505,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--calibrate-fpr", type=float, help="calibrate the threshold to this validation FPR")
     fit.add_argument("--no-gate-data", action="store_true", help="train the gate on --pairs only (no built-in data)")
     fit.add_argument("--max-wrapped", type=int, default=512, help="jailbreak-wrapped pairs for the gate (0: none)")
+    fit.add_argument("--probe-layers", type=int, help="the gate reads the K best SAS layers (paper: 1)")
     fit.add_argument("--batch-size", type=int, default=16)
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     fit.set_defaults(run=_cmd_fit)
@@ -482,6 +525,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-generations", action="store_true", help="do not save the generated texts")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(run=_cmd_eval)
+
+    rob = commands.add_parser(
+        "robustness", help="how often the gate flags held-out harmful, wrapped and borderline-benign requests"
+    )
+    rob.add_argument("--model", default=DEMO_MODEL, help="built-in name, hub id or checkpoint directory")
+    rob.add_argument("--steer", required=True, help="the --out folder of `fit` (or an AutoSteer artefact)")
+    _add_pairs(rob, required=False)
+    rob.add_argument("--out", required=True, help="new output directory (robustness.json/.md/.png)")
+    rob.add_argument("--every-step-tokens", type=int, help="also measure the every-step gate over N generated tokens")
+    rob.add_argument("--batch-size", type=int, default=16)
+    rob.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    rob.set_defaults(run=_cmd_robustness)
 
     gen = commands.add_parser("generate", help="generate answers, with or without AutoSteer (JSON lines)")
     gen.add_argument("--model", default=DEMO_MODEL, help="built-in name, hub id or checkpoint directory")

@@ -8,8 +8,11 @@ text requests only), offline, in a few minutes on two CPU cores:
    the held-out borderline-benign requests; with ``AUTOSTEER_DATA_DIR`` pointing at a folder with ``vlsafe/``,
    also VLSafe pairs (the first ones to fit, the last ones as two more held-out sets);
 3. :func:`fit_stage`: SAS -> prober -> refusal head (:meth:`AutoSteer.fit`), with what each stage found;
-4. :func:`evaluate_stage`: Orig / Steer / AutoSteer on every held-out set (:func:`~autosteer_interp.evaluate.evaluate`);
-5. :func:`report_stage`: the table, the plots and the JSON files.
+4. :func:`robustness_stage`: how often the gate flags held-out harmful requests in other phrasings and inside
+   jailbreak wrappers, and benign, wrapped benign and borderline-benign ones
+   (:func:`~autosteer_interp.robustness.gate_robustness`);
+5. :func:`evaluate_stage`: Orig / Steer / AutoSteer on every held-out set (:func:`~autosteer_interp.evaluate.evaluate`);
+6. :func:`report_stage`: the tables, the plots and the JSON files.
 
 To add a section (e.g. gate robustness), write a function taking and returning the :class:`DemoState` and
 insert it into :data:`STAGES`. Printed output shows rates, never harmful texts.
@@ -26,6 +29,7 @@ from typing import Any
 from .errors import InvalidInputError
 from .evaluate import EvalReport, EvalSet, evaluate
 from .prompts import PromptPair, builtin_borderline, builtin_pairs, load_vlsafe
+from .robustness import RobustnessReport, gate_robustness, robustness_families
 
 __all__ = ["DEMO_MODEL", "STAGES", "DemoState", "run_demo"]
 
@@ -47,7 +51,9 @@ class DemoState:
         model: The wrapped model.
         fit_pairs: Pairs to fit on.
         test_sets: Held-out sets to evaluate.
+        held_out_pairs: The held-out pairs of the fitting distribution (built-in, and VLSafe when available).
         steer: The fitted AutoSteer.
+        robustness: The gate robustness report.
         report: The evaluation report.
         seconds: Wall time per stage.
     """
@@ -59,7 +65,9 @@ class DemoState:
     model: Any = None
     fit_pairs: list[PromptPair] = field(default_factory=list)
     test_sets: list[EvalSet] = field(default_factory=list)
+    held_out_pairs: list[PromptPair] = field(default_factory=list)
     steer: Any = None
+    robustness: RobustnessReport | None = None
     report: EvalReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -72,7 +80,7 @@ def load_stage(state: DemoState) -> DemoState:
     """Load the real SmolLM2 inside LLaVA-OneVision."""
     from .models import load_model
 
-    _say(f"[1/5] Loading {DEMO_MODEL} (real SmolLM2-135M-Instruct language model, untrained vision tower) ...")
+    _say(f"[1/6] Loading {DEMO_MODEL} (real SmolLM2-135M-Instruct language model, untrained vision tower) ...")
     state.model = load_model(DEMO_MODEL)
     return state
 
@@ -82,6 +90,7 @@ def data_stage(state: DemoState) -> DemoState:
     pairs = builtin_pairs()[: state.n_pairs]
     held_out = [p for i, p in enumerate(pairs) if i % 4 == 3]
     state.fit_pairs = [p for i, p in enumerate(pairs) if i % 4 != 3]
+    state.held_out_pairs = list(held_out)
     state.test_sets = [
         EvalSet("held-out harmful", [p.harmful for p in held_out], "harmful"),
         EvalSet("held-out safe twins", [p.safe for p in held_out], "benign"),
@@ -92,12 +101,13 @@ def data_stage(state: DemoState) -> DemoState:
         vlsafe = load_vlsafe(state.data_dir / "vlsafe")
         state.fit_pairs += vlsafe[:VLSAFE_FIT]
         test = vlsafe[-VLSAFE_TEST:]
+        state.held_out_pairs += test
         state.test_sets[2:2] = [
             EvalSet("VLSafe harmful", [p.harmful for p in test], "harmful"),
             EvalSet("VLSafe safe", [p.safe for p in test], "benign"),
         ]
         source += f"; VLSafe from {state.data_dir}: first {VLSAFE_FIT} pairs to fit, last {VLSAFE_TEST} held out"
-    _say(f"[2/5] Data: {source}; {len(state.test_sets[-1].prompts)} held-out borderline-benign requests.")
+    _say(f"[2/6] Data: {source}; {len(state.test_sets[-1].prompts)} held-out borderline-benign requests.")
     return state
 
 
@@ -106,7 +116,7 @@ def fit_stage(state: DemoState) -> DemoState:
     from .steer import AutoSteer
 
     _say(
-        f"[3/5] Fitting AutoSteer on {len(state.fit_pairs)} pairs: SAS over all layers -> gate (prober, with the "
+        f"[3/6] Fitting AutoSteer on {len(state.fit_pairs)} pairs: SAS over all layers -> gate (prober, with the "
         f"built-in gate data and {MAX_WRAPPED} jailbreak-wrapped pairs) -> refusal head ..."
     )
     state.steer = steer = AutoSteer.fit(
@@ -125,10 +135,21 @@ def fit_stage(state: DemoState) -> DemoState:
     return state
 
 
+def robustness_stage(state: DemoState) -> DemoState:
+    """The gate alone on held-out families: other phrasings, jailbreak wrappers, borderline-benign requests."""
+    families = robustness_families(state.held_out_pairs)
+    n = sum(len(f.prompts) for f in families.values())
+    _say(f"[4/6] Gate robustness on {n} held-out requests in {len(families)} families (prefill only) ...")
+    state.robustness = gate_robustness(
+        state.model, state.steer, families, batch_size=state.batch_size, label="held-out families"
+    )
+    return state
+
+
 def evaluate_stage(state: DemoState) -> DemoState:
     """Orig / Steer (always on) / AutoSteer on every held-out set, greedy answers."""
     n = sum(len(s.prompts) for s in state.test_sets)
-    _say(f"[4/5] Generating {NEW_TOKENS}-token answers to {n} held-out requests, three ways ...")
+    _say(f"[5/6] Generating {NEW_TOKENS}-token answers to {n} held-out requests, three ways ...")
     state.report = evaluate(
         state.model, state.steer, state.test_sets, batch_size=state.batch_size, max_new_tokens=NEW_TOKENS
     )
@@ -137,26 +158,37 @@ def evaluate_stage(state: DemoState) -> DemoState:
 
 def report_stage(state: DemoState) -> DemoState:
     """Save the artefact, JSON, Markdown and plots; print the table."""
-    assert state.report is not None and state.steer is not None
+    assert state.report is not None and state.steer is not None and state.robustness is not None
     out = state.out
     out.mkdir(parents=True, exist_ok=True)
     state.steer.save(out / "autosteer")
     (out / "fit.json").write_text(json.dumps(state.steer.summary.to_dict(), indent=2))
     (out / "report.json").write_text(state.report.to_json())
     (out / "report.md").write_text(state.report.to_markdown() + "\n")
+    state.robustness.to_json(out / "robustness.json")
+    (out / "robustness.md").write_text(state.robustness.to_markdown() + "\n")
     plots = ""
     try:
         state.steer.summary.sas.plot(out / "sas.png", title="SAS per layer (SmolLM2 in LLaVA-OneVision)")
         state.report.plot(out / "report.png", title="Held-out sets: Orig / Steer / AutoSteer")
-        plots = ", sas.png, report.png"
+        state.robustness.plot(out / "robustness.png")
+        plots = ", sas.png, report.png, robustness.png"
     except ImportError:
         plots = " (install matplotlib for the plots)"
-    _say(f"[5/5] Saved to {out}: autosteer/, fit.json, report.json, report.md{plots}.\n")
+    _say(f"[6/6] Saved to {out}: autosteer/, fit.json, report.json, report.md, robustness.json/.md{plots}.\n")
+    _say(state.robustness.to_markdown() + "\n")
     _say(state.report.to_markdown(compact=True))
     return state
 
 
-STAGES: list[Callable[[DemoState], DemoState]] = [load_stage, data_stage, fit_stage, evaluate_stage, report_stage]
+STAGES: list[Callable[[DemoState], DemoState]] = [
+    load_stage,
+    data_stage,
+    fit_stage,
+    robustness_stage,
+    evaluate_stage,
+    report_stage,
+]
 """The demo's stages, in order; each takes and returns the shared :class:`DemoState`."""
 
 

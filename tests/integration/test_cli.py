@@ -98,9 +98,26 @@ def fit_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fit") / "run"
     result = run_cli(
         "fit", *TINY, "--pairs", "builtin", "--range", "0:16", "--no-gate-data", "--max-wrapped", "0",
-        "--out", str(out), "-q", cwd=out.parent,
+        "--probe-layers", "2", "--out", str(out), "-q", cwd=out.parent,
     )  # fmt: skip
     return result, out
+
+
+def test_robustness_reports_every_family_of_the_gate(fit_run, tmp_path):
+    _, fit_out = fit_run
+    out = tmp_path / "rob"
+    result = run_cli(
+        "robustness", *TINY, "--steer", str(fit_out), "--pairs", "builtin", "--range", "180:196", "--out", str(out),
+        "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "robustness.json").read_text())
+    names = [family["name"] for family in report["families"]]
+    assert names[0] == "in_distribution_harmful" and names[-1] == "borderline_benign" and len(names) == 6
+    assert report["families"][0]["n"] == 16 and (out / "robustness.png").stat().st_size > 1000
+    assert "| wrapped_harmful | yes |" in result.stdout
+    code = main(["robustness", *TINY, "--steer", str(fit_out), "--every-step-tokens", "0", "--out", str(out / "x")])
+    assert code == 2 and not (out / "x").exists()
 
 
 def test_fit_saves_a_loadable_autosteer_with_its_summary_and_plot(fit_run, tiny_llava):
@@ -111,7 +128,7 @@ def test_fit_saves_a_loadable_autosteer_with_its_summary_and_plot(fit_run, tiny_
     record = json.loads((out / "fit.json").read_text())
     assert record["n_pairs"] == 16 and record["range"] == [0, 16] and record["model"] == "tiny-llava-onevision"
     steer = AutoSteer.load(out / "autosteer", model=tiny_llava)
-    assert list(steer.layers) == record["layers"] and steer.threshold == record["threshold"]
+    assert list(steer.layers) == record["layers"] and steer.threshold == record["threshold"] and len(steer.layers) == 2
     assert (out / "sas.png").stat().st_size > 1000
     assert "SAS best layer" in result.stdout and "Prober" in result.stdout
 

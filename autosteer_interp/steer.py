@@ -43,6 +43,8 @@ __all__ = ["AutoSteer", "FitSummary", "GenerationResult", "SteerHandle", "SteerR
 logger = logging.getLogger(__name__)
 
 GateMode = Literal["prefill", "every_step"]
+DEFAULT_PROBE_LAYERS = 3
+"""How many of the best SAS layers the gate reads by default (the paper: 1; see benchmarks/eval_gate.py)."""
 _GATE_MODES = ("prefill", "every_step")
 
 
@@ -384,7 +386,7 @@ class AutoSteer:
         model: Any,
         pairs: Sequence[PromptPair],
         candidate_layers: Sequence[int] | None = None,
-        probe_layers: int | Sequence[int] = 1,
+        probe_layers: int | Sequence[int] | None = None,
         prober_config: ProberConfig | None = None,
         head_config: RefusalHeadConfig | None = None,
         gate_pairs: Sequence[PromptPair] | None = None,
@@ -414,7 +416,8 @@ class AutoSteer:
             pairs: Contrastive (harmful, safe) pairs to fit on.
             candidate_layers: Layers the SAS chooses from (default: ``1..n_layers-1``; the paper: every 4th).
             probe_layers: The layers the gate reads: ``k`` -> the ``k`` best layers by SAS (``1``: the paper),
-                or an explicit list.
+                or an explicit list; default: the :data:`DEFAULT_PROBE_LAYERS` best (fewer if there are fewer
+                candidates), chosen with ``benchmarks/eval_gate.py``.
             prober_config: Prober settings (default: :class:`~autosteer_interp.prober.ProberConfig`).
             head_config: Refusal-head settings (default: epsilon 0.1, the standard refusal target).
             gate_pairs: More contrastive pairs for the gate only (not the SAS, not the head).
@@ -534,8 +537,10 @@ class AutoSteer:
         return steer
 
 
-def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int], spec: Any) -> list[int]:
+def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int] | None, spec: Any) -> list[int]:
     """The ``k`` best SAS layers (ascending), or the explicit list checked against the model."""
+    if probe_layers is None:
+        probe_layers = min(DEFAULT_PROBE_LAYERS, len(sas.layers))
     if isinstance(probe_layers, int) and not isinstance(probe_layers, bool):
         if not 1 <= probe_layers <= len(sas.layers):
             raise InvalidInputError(

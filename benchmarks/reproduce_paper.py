@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         pairs,
         candidate_layers=candidates,
         head_config=RefusalHeadConfig(epsilon=PAPER["epsilon"]),
+        probe_layers=1,  # the paper: one layer, the best by SAS
         builtin_gate_data=False,  # the paper trains the prober on the VLSafe pairs only
         wrap_pairs=False,
         batch_size=args.batch_size,

@@ -14,10 +14,12 @@
 # %% [markdown]
 # # 03 · AutoSteer: per-sample gated steering in nnsight traces, generation and plain Hugging Face
 #
-# `AutoSteer.fit` runs the whole pipeline (activations → SAS → prober at the best layer → refusal head).
+# `AutoSteer.fit` runs the whole pipeline (activations → SAS → gate → refusal head). The gate is a prober on the
+# three best SAS layers, trained on your pairs plus the library's own gate data (other harm categories and
+# phrasings, jailbreak-wrapped copies, borderline-benign requests; see the README's "gate" section).
 # `steer.apply(model)` then works inside any `with model.trace(...)`: in the prefill pass the prober reads the
-# last prompt token at layer L **for every row of the batch**, and the refusal head acts on the rows it flags.
-# Unflagged rows are bit-for-bit what the unsteered model computes.
+# last prompt token at its layers **for every row of the batch**, and the refusal head acts on the rows it
+# flags. Unflagged rows are bit-for-bit what the unsteered model computes.
 #
 # To keep printed output clean, harmful requests are shown only by their gate decision and whether the answer
 # refuses; full answers are printed for benign requests only.
@@ -35,10 +37,11 @@ from autosteer_interp.steer import AutoSteer
 
 OUT = Path(os.environ.get("TUTORIAL_OUT", "outputs/tutorials"))
 N_PAIRS = int(os.environ.get("TUTORIAL_PAIRS", "196"))
+MAX_WRAPPED = int(os.environ.get("TUTORIAL_WRAPPED", "512"))  # jailbreak-wrapped pairs for the gate (the default)
 
 model = asi.load_model("smollm2-llava-onevision")
 pairs = asi.builtin_pairs()[:N_PAIRS]
-steer = AutoSteer.fit(model, pairs, progress=False)
+steer = AutoSteer.fit(model, pairs, max_wrapped=MAX_WRAPPED, progress=False)
 print("layers", steer.layers, "| threshold", steer.threshold, "| epsilon", steer.epsilon)
 print("stage seconds:", {k: round(v, 1) for k, v in steer.summary.seconds.items()})
 

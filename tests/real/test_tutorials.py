@@ -17,7 +17,8 @@ TUTORIALS = sorted((Path(__file__).resolve().parents[2] / "tutorials").glob("[0-
 def test_tutorial_runs_and_is_a_valid_notebook(path, tmp_path):
     notebook = jupytext.read(path)
     assert sum(cell.cell_type == "markdown" for cell in notebook.cells) >= 2
-    env = dict(os.environ, TUTORIAL_OUT=str(tmp_path), TUTORIAL_PAIRS="48", TUTORIAL_WRAPPED="64", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
+    env = dict(os.environ, TUTORIAL_OUT=str(tmp_path), TUTORIAL_PAIRS="48", TUTORIAL_WRAPPED="64")
+    env.update(HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         env["OMP_NUM_THREADS"] = "1"  # beside the other worker on a 2-core machine
     result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True)

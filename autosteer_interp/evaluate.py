@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._plotting import finish_figure, new_figure
 from .architectures import unwrap
 from .errors import InvalidInputError
 from .prompts import Prompt, encode_prompts
@@ -532,14 +533,10 @@ class EvalReport:
         Returns:
             The matplotlib figure.
         """
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
         methods, names = self.methods, self.set_names
-        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) + 2), 3.6))
+        fig, ax = new_figure(path, (max(5.0, 1.6 * len(names) + 2), 3.6), "EvalReport.plot")
         width = 0.8 / len(methods)
         for k, method in enumerate(methods):
             values = []
@@ -558,10 +555,8 @@ class EvalReport:
         ax.set_ylim(0, 110)
         ax.legend(fontsize=8)
         ax.set_title(title or "Orig / Steer / AutoSteer", fontsize=10)
-        fig.tight_layout()
+        finish_figure(fig, path)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=120)
             plt.close(fig)
         return fig
 

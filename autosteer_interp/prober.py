@@ -34,6 +34,7 @@ from einops import rearrange, reduce
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from ._plotting import finish_figure, new_figure
 from .activations import LayerActivations
 from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
 from .errors import ArtifactError, InvalidInputError
@@ -534,13 +535,7 @@ class ProbeSweep:
 
     def plot(self, path: str | Path | None = None, title: str | None = None) -> Any:
         """AUROC and SAS against layer on twin axes (needs matplotlib)."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        figure, ax = plt.subplots(figsize=(7, 3.5))
+        figure, ax = new_figure(path, (7.0, 3.5), "ProbeSweep.plot")
         ax.plot(self.layers, self.auroc, marker="o", color="tab:green", label="probe validation AUROC")
         ax.set_xlabel("layer (input of decoder layer L)")
         ax.set_ylabel("validation AUROC", color="tab:green")
@@ -550,11 +545,7 @@ class ProbeSweep:
             twin.set_ylabel("Safety Awareness Score", color="tab:blue")
         ax.set_title(title or "Probe quality and SAS per layer")
         ax.grid(alpha=0.3)
-        figure.tight_layout()
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            figure.savefig(path, dpi=120)
-        return figure
+        return finish_figure(figure, path)
 
 
 def probe_sweep(

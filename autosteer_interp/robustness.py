@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ._plotting import finish_figure, new_figure
 from .activations import collect_activations
 from .errors import InvalidInputError
 from .prompts import (
@@ -245,13 +246,7 @@ class RobustnessReport:
 
     def plot(self, path: str | Path | None = None) -> Any:
         """Bar chart of the flagged share per family (red: should flag, blue: should not); needs matplotlib."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        figure, ax = plt.subplots(figsize=(8, 3.5))
+        figure, ax = new_figure(path, (8.0, 3.5), "RobustnessReport.plot")
         names = [r.name.replace("_", "\n", 1) for r in self.families]
         colours = ["tab:red" if r.harmful else "tab:blue" for r in self.families]
         bars = ax.bar(names, [r.flagged for r in self.families], color=colours)
@@ -260,11 +255,7 @@ class RobustnessReport:
         ax.set_ylabel("share flagged by the gate")
         ax.set_title(f"Gate robustness{' — ' + self.label if self.label else ''}")
         ax.tick_params(axis="x", labelsize=7)
-        figure.tight_layout()
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            figure.savefig(path, dpi=120)
-        return figure
+        return finish_figure(figure, path)
 
 
 def gate_robustness(

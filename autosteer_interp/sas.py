@@ -28,6 +28,7 @@ from einops import einsum, reduce
 from jaxtyping import Float
 from torch import Tensor
 
+from ._plotting import finish_figure, new_figure
 from .activations import LayerActivations
 from .errors import InvalidInputError
 
@@ -78,16 +79,8 @@ class LayerScores:
         Returns:
             The matplotlib figure.
         """
-        try:
-            import matplotlib
-
-            if ax is None and path is not None:
-                matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-        except ImportError as error:
-            raise ImportError("LayerScores.plot needs matplotlib: pip install 'autosteer-interp[plot]'") from error
         if ax is None:
-            figure, ax = plt.subplots(figsize=(7, 3.5))
+            figure, ax = new_figure(path, (7.0, 3.5), "LayerScores.plot")
         else:
             figure = ax.figure
         scores = self.scores.detach().cpu().numpy()
@@ -98,11 +91,7 @@ class LayerScores:
         ax.set_title(title or f"Safety Awareness Score ({self.n_pairs} pairs)")
         ax.grid(alpha=0.3)
         ax.legend()
-        figure.tight_layout()
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            figure.savefig(path, dpi=120)
-        return figure
+        return finish_figure(figure, path)
 
 
 def _as_stack(values: Any, name: str) -> tuple[Tensor, list[int] | None]:

@@ -290,7 +290,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     sas = summary.sas
     print(f"SAS best layer {sas.best_layer} (top 3: {sas.top_k(3)}); the gate reads layers {list(steer.layers)}.")
     print(
-        f"Prober (validation split of the fitting pairs): AUROC {val.auroc:.3f}, detection {val.tpr:.1%}, "
+        f"Gate (held-out part of its training data): AUROC {val.auroc:.3f}, detection {val.tpr:.1%}, "
         f"false alarms {val.fpr:.1%} at threshold {steer.threshold:.2f}."
     )
     print(f"Refusal head: epsilon {steer.epsilon}, loss per epoch {[round(x, 3) for x in summary.head_loss]}.")

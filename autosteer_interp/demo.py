@@ -36,7 +36,6 @@ __all__ = ["DEMO_MODEL", "STAGES", "DemoState", "run_demo"]
 DEMO_MODEL = "smollm2-llava-onevision"
 VLSAFE_FIT, VLSAFE_TEST = 160, 48  # VLSafe pairs added to fitting / held out, when the data is available
 NEW_TOKENS = 32
-MAX_WRAPPED = 64  # jailbreak-wrapped copies for the gate (long prompts: the library default, 512, takes minutes)
 
 
 @dataclass
@@ -117,18 +116,16 @@ def fit_stage(state: DemoState) -> DemoState:
 
     _say(
         f"[3/6] Fitting AutoSteer on {len(state.fit_pairs)} pairs: SAS over all layers -> gate (prober, with the "
-        f"built-in gate data and {MAX_WRAPPED} jailbreak-wrapped pairs) -> refusal head ..."
+        f"built-in gate data and jailbreak-wrapped pairs, the library defaults) -> refusal head ..."
     )
-    state.steer = steer = AutoSteer.fit(
-        state.model, state.fit_pairs, max_wrapped=MAX_WRAPPED, batch_size=state.batch_size, progress=True
-    )
+    state.steer = steer = AutoSteer.fit(state.model, state.fit_pairs, batch_size=state.batch_size, progress=True)
     summary = steer.summary
     assert summary is not None
     sas, val, loss = summary.sas, summary.validation, summary.head_loss
     best = f"best layer {sas.best_layer} (SAS {float(sas.scores.max()):.3f})"
     _say(f"      SAS: {best}; the gate reads layers {list(steer.layers)}")
     _say(
-        f"      prober (validation split of the fitting pairs): AUROC {val.auroc:.3f}, detects {val.tpr:.0%}, "
+        f"      gate (held-out part of its training data): AUROC {val.auroc:.3f}, detects {val.tpr:.0%}, "
         f"false alarms {val.fpr:.0%} at threshold {steer.threshold}"
     )
     _say(f"      refusal head: epsilon {steer.epsilon}, training loss {loss[0]:.2f} -> {loss[-1]:.2f}")

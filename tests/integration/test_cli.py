@@ -130,7 +130,7 @@ def test_fit_saves_a_loadable_autosteer_with_its_summary_and_plot(fit_run, tiny_
     steer = AutoSteer.load(out / "autosteer", model=tiny_llava)
     assert list(steer.layers) == record["layers"] and steer.threshold == record["threshold"] and len(steer.layers) == 2
     assert (out / "sas.png").stat().st_size > 1000
-    assert "SAS best layer" in result.stdout and "Prober" in result.stdout
+    assert "SAS best layer" in result.stdout and "Gate (held-out part" in result.stdout
 
 
 def test_eval_writes_the_report_the_generations_and_a_plot(fit_run):

@@ -126,7 +126,9 @@ class AutoSteer:
         prober: The fitted prober (its ``layers`` are the layers the gate reads).
         head: The fitted refusal head.
         threshold: Decision threshold on P(harmful); default: the prober's.
-        gate_mode: ``"prefill"`` (the paper: decide once from the prompt) or ``"every_step"``.
+        gate_mode: ``"prefill"`` (the paper: decide once from the prompt) or ``"every_step"``. A prober trained
+            on prompts (all of ours) flags almost every answer token in ``"every_step"`` mode (measured: 100% of
+            benign requests within 32 tokens on SmolLM2); use it only with a prober trained on answer tokens.
     """
 
     KIND = "autosteer"

@@ -18,29 +18,17 @@ import torch
 
 from autosteer_interp.activations import collect_activations
 from autosteer_interp.architectures import get_module, resolve
-from autosteer_interp.models import tiny_image
 from autosteer_interp.prober import ProberConfig, SafetyProber
 from autosteer_interp.prompts import Prompt, builtin_pairs, encode_prompts
 from autosteer_interp.refusal_head import RefusalHead
 from autosteer_interp.remote import prepare_remote
 from autosteer_interp.steer import AutoSteer
+from tests.integration.test_steer import mixed_batch
 from tests.reference.paper_formulas import paper_refusal_logits
 
 PAPER_ATOL = 1e-5
 TL_ATOL = 1e-5
 STEPS = 5
-
-
-def mixed_batch() -> list[Prompt]:
-    """Harmful and benign requests of different lengths, two with images."""
-    pairs = builtin_pairs()
-    return [
-        Prompt(pairs[0].harmful.text, tiny_image(1)),
-        pairs[1].safe,
-        Prompt("What is in this picture?", tiny_image(2, (20, 30))),
-        pairs[3].harmful,
-        Prompt("Hi"),
-    ]
 
 
 def last_token_inputs(model, inputs, layers) -> torch.Tensor:

@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/autosteer-interp demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check autosteer_interp tests benchmarks tutorials

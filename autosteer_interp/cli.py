@@ -470,7 +470,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.out and Path(args.out).exists() and any(Path(args.out).iterdir()):
         raise InvalidInputError(f"--out {args.out} exists and is not empty; choose a new directory.")
-    return run_demo(out=Path(args.out) if args.out else None, n_pairs=args.limit, batch_size=args.batch_size)
+    out = Path(args.out) if args.out else None
+    return run_demo(out=out, n_pairs=args.limit, batch_size=args.batch_size, say=lambda text: print(text, flush=True))
 
 
 # ------------------------------------------------------------------------------------------------ parser

@@ -19,6 +19,7 @@ insert it into :data:`STAGES`. Printed output shows rates, never harmful texts.
 """
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from .prompts import PromptPair, builtin_borderline, builtin_pairs, load_vlsafe
 from .robustness import RobustnessReport, gate_robustness, robustness_families
 
 __all__ = ["DEMO_MODEL", "STAGES", "DemoState", "run_demo"]
+
+logger = logging.getLogger(__name__)
 
 DEMO_MODEL = "smollm2-llava-onevision"
 VLSAFE_FIT, VLSAFE_TEST = 160, 48  # VLSafe pairs added to fitting / held out, when the data is available
@@ -55,6 +58,7 @@ class DemoState:
         robustness: The gate robustness report.
         report: The evaluation report.
         seconds: Wall time per stage.
+        say: Where progress lines and tables go (the CLI passes ``print``; default: this module's logger).
     """
 
     out: Path
@@ -69,17 +73,14 @@ class DemoState:
     robustness: RobustnessReport | None = None
     report: EvalReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
+    say: Callable[[str], None] = field(default=lambda message: logger.info("%s", message))
 
 
 def load_stage(state: DemoState) -> DemoState:
     """Load the real SmolLM2 inside LLaVA-OneVision."""
     from .models import load_model
 
-    _say(f"[1/6] Loading {DEMO_MODEL} (real SmolLM2-135M-Instruct language model, untrained vision tower) ...")
+    state.say(f"[1/6] Loading {DEMO_MODEL} (real SmolLM2-135M-Instruct language model, untrained vision tower) ...")
     state.model = load_model(DEMO_MODEL)
     return state
 
@@ -106,7 +107,7 @@ def data_stage(state: DemoState) -> DemoState:
             EvalSet("VLSafe safe", [p.safe for p in test], "benign"),
         ]
         source += f"; VLSafe from {state.data_dir}: first {VLSAFE_FIT} pairs to fit, last {VLSAFE_TEST} held out"
-    _say(f"[2/6] Data: {source}; {len(state.test_sets[-1].prompts)} held-out borderline-benign requests.")
+    state.say(f"[2/6] Data: {source}; {len(state.test_sets[-1].prompts)} held-out borderline-benign requests.")
     return state
 
 
@@ -114,7 +115,7 @@ def fit_stage(state: DemoState) -> DemoState:
     """SAS -> prober -> refusal head, printing what each part found."""
     from .steer import AutoSteer
 
-    _say(
+    state.say(
         f"[3/6] Fitting AutoSteer on {len(state.fit_pairs)} pairs: SAS over all layers -> gate (prober, with the "
         f"built-in gate data and jailbreak-wrapped pairs, the library defaults) -> refusal head ..."
     )
@@ -123,12 +124,12 @@ def fit_stage(state: DemoState) -> DemoState:
     assert summary is not None
     sas, val, loss = summary.sas, summary.validation, summary.head_loss
     best = f"best layer {sas.best_layer} (SAS {float(sas.scores.max()):.3f})"
-    _say(f"      SAS: {best}; the gate reads layers {list(steer.layers)}")
-    _say(
+    state.say(f"      SAS: {best}; the gate reads layers {list(steer.layers)}")
+    state.say(
         f"      gate (held-out part of its training data): AUROC {val.auroc:.3f}, detects {val.tpr:.0%}, "
         f"false alarms {val.fpr:.0%} at threshold {steer.threshold}"
     )
-    _say(f"      refusal head: epsilon {steer.epsilon}, training loss {loss[0]:.2f} -> {loss[-1]:.2f}")
+    state.say(f"      refusal head: epsilon {steer.epsilon}, training loss {loss[0]:.2f} -> {loss[-1]:.2f}")
     return state
 
 
@@ -136,7 +137,7 @@ def robustness_stage(state: DemoState) -> DemoState:
     """The gate alone on held-out families: other phrasings, jailbreak wrappers, borderline-benign requests."""
     families = robustness_families(state.held_out_pairs)
     n = sum(len(f.prompts) for f in families.values())
-    _say(f"[4/6] Gate robustness on {n} held-out requests in {len(families)} families (prefill only) ...")
+    state.say(f"[4/6] Gate robustness on {n} held-out requests in {len(families)} families (prefill only) ...")
     state.robustness = gate_robustness(
         state.model, state.steer, families, batch_size=state.batch_size, label="held-out families"
     )
@@ -146,7 +147,7 @@ def robustness_stage(state: DemoState) -> DemoState:
 def evaluate_stage(state: DemoState) -> DemoState:
     """Orig / Steer (always on) / AutoSteer on every held-out set, greedy answers."""
     n = sum(len(s.prompts) for s in state.test_sets)
-    _say(f"[5/6] Generating {NEW_TOKENS}-token answers to {n} held-out requests, three ways ...")
+    state.say(f"[5/6] Generating {NEW_TOKENS}-token answers to {n} held-out requests, three ways ...")
     state.report = evaluate(
         state.model, state.steer, state.test_sets, batch_size=state.batch_size, max_new_tokens=NEW_TOKENS
     )
@@ -172,9 +173,9 @@ def report_stage(state: DemoState) -> DemoState:
         plots = ", sas.png, report.png, robustness.png"
     except ImportError:
         plots = " (install matplotlib for the plots)"
-    _say(f"[6/6] Saved to {out}: autosteer/, fit.json, report.json, report.md, robustness.json/.md{plots}.\n")
-    _say(state.robustness.to_markdown() + "\n")
-    _say(state.report.to_markdown(compact=True))
+    state.say(f"[6/6] Saved to {out}: autosteer/, fit.json, report.json, report.md, robustness.json/.md{plots}.\n")
+    state.say(state.robustness.to_markdown() + "\n")
+    state.say(state.report.to_markdown(compact=True))
     return state
 
 
@@ -189,13 +190,19 @@ STAGES: list[Callable[[DemoState], DemoState]] = [
 """The demo's stages, in order; each takes and returns the shared :class:`DemoState`."""
 
 
-def run_demo(out: Path | None = None, n_pairs: int | None = None, batch_size: int = 16) -> int:
+def run_demo(
+    out: Path | None = None,
+    n_pairs: int | None = None,
+    batch_size: int = 16,
+    say: Callable[[str], None] | None = None,
+) -> int:
     """Run every stage of :data:`STAGES`; returns the exit code 0.
 
     Args:
         out: New output folder (default ``outputs/demo-<timestamp>``); refused if it exists and is not empty.
         n_pairs: Use only the first ``n_pairs`` built-in pairs.
         batch_size: Prompts per forward pass.
+        say: Where progress lines and tables go (default: this module's logger, level INFO).
 
     Raises:
         InvalidInputError: If ``out`` exists and is not empty, or ``n_pairs`` is too small.
@@ -208,6 +215,8 @@ def run_demo(out: Path | None = None, n_pairs: int | None = None, batch_size: in
     env_dir = os.environ.get("AUTOSTEER_DATA_DIR")
     data_dir = Path(env_dir) if env_dir and (Path(env_dir) / "vlsafe").is_dir() else None
     state = DemoState(out=out, batch_size=batch_size, n_pairs=n_pairs, data_dir=data_dir)
+    if say is not None:
+        state.say = say
     started = time.perf_counter()
     for stage in STAGES:
         stage_start = time.perf_counter()
@@ -215,5 +224,6 @@ def run_demo(out: Path | None = None, n_pairs: int | None = None, batch_size: in
         state.seconds[stage.__name__] = round(time.perf_counter() - stage_start, 1)
     total = time.perf_counter() - started
     (out / "timing.json").write_text(json.dumps({"stages": state.seconds, "total": round(total, 1)}, indent=2))
-    _say(f"\nDemo took {total / 60:.1f} min ({', '.join(f'{k[:-6]} {v:.0f} s' for k, v in state.seconds.items())}).")
+    stages = ", ".join(f"{name[:-6]} {seconds:.0f} s" for name, seconds in state.seconds.items())
+    state.say(f"\nDemo took {total / 60:.1f} min ({stages}).")
     return 0

@@ -18,7 +18,7 @@ family                            harmful  source (``split="test"``)
 
 Example:
     >>> report = gate_robustness(model, steer, robustness_families(held_out_pairs))     # doctest: +SKIP
-    >>> print(report.to_markdown())                                                      # doctest: +SKIP
+    >>> table = report.to_markdown()                                                     # doctest: +SKIP
 """
 
 import json

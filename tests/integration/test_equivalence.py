@@ -131,20 +131,26 @@ def model(request):
     return request.getfixturevalue(request.param)
 
 
+def plain_hooked_and_remote_logits(model, inputs, steer, remote_steer):
+    """Unsteered logits, logits with ``steer.attach`` hooks, and the ``remote="local"`` report and logits."""
+    with torch.no_grad():
+        plain = model._module(**inputs).logits
+        with steer.attach(model):
+            hooked = model._module(**inputs).logits
+    with torch.no_grad(), model.trace(**inputs, remote="local"):
+        remote_report = remote_steer.apply(model)
+        remote_logits = model.lm_head.output.save()
+    return plain, hooked, remote_report, remote_logits
+
+
 def test_logits_agree_across_nnsight_attach_remote_and_the_paper_formula(model):
     inputs = encode_prompts(model, mixed_batch())
     steer = make_steer(model, mixed_batch())
     report, logits = nnsight_logits(model, inputs, steer)
     gate = report.gate
     assert 0 < int(gate.sum()) < len(gate)
-    with torch.no_grad():
-        plain = model._module(**inputs).logits
-        with steer.attach(model):
-            hooked = model._module(**inputs).logits
     remote_steer, _ = prepare_remote(steer, model)
-    with torch.no_grad(), model.trace(**inputs, remote="local"):
-        remote_report = remote_steer.apply(model)
-        remote_logits = model.lm_head.output.save()
+    plain, hooked, remote_report, remote_logits = plain_hooked_and_remote_logits(model, inputs, steer, remote_steer)
     assert torch.equal(hooked, logits) and torch.equal(remote_logits, logits)
     assert torch.equal(remote_report.gate, gate) and torch.equal(remote_report.p_harmful, report.p_harmful)
     assert torch.equal(logits[~gate], plain[~gate])

@@ -22,6 +22,7 @@ from tests.integration.test_equivalence import (
     nnsight_logits,
     paper_generate,
     paper_logits,
+    plain_hooked_and_remote_logits,
 )
 
 pytestmark = pytest.mark.real
@@ -44,14 +45,8 @@ def test_every_backend_gives_the_same_logits_and_tokens(smollm2_llava):
     report, logits = nnsight_logits(model, inputs, steer)
     gate = report.gate
     assert 0 < int(gate.sum()) < len(gate)
-    with torch.no_grad():
-        plain = model._module(**inputs).logits
-        with steer.attach(model):
-            hooked = model._module(**inputs).logits
     remote_steer, _ = prepare_remote(steer, model)
-    with torch.no_grad(), model.trace(**inputs, remote="local"):
-        remote_report = remote_steer.apply(model)
-        remote_logits = model.lm_head.output.save()
+    plain, hooked, remote_report, remote_logits = plain_hooked_and_remote_logits(model, inputs, steer, remote_steer)
     scale = float(logits.abs().max())
     assert torch.equal(remote_logits, logits) and torch.equal(remote_report.gate, gate)
     assert torch.allclose(hooked, logits, rtol=0, atol=ATTACH_ATOL * scale)

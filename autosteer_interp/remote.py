@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from .architectures import get_module, resolve
 from .errors import InvalidInputError
-from .steer import AutoSteer
+from .steer import AutoSteer, gate_and_steer
 
 __all__ = [
     "SERVER_MODULES",
@@ -173,17 +173,16 @@ class RemoteSteer:
             raise InvalidInputError(f"with a generation tracer, pass steps=max_new_tokens (>= 1), got {steps!r}.")
         decoder_layers = get_module(model, self.layers_path)
         readers = [decoder_layers[layer] for layer in self.layers]
-        lm_head = get_module(model, self.lm_head_path)
         report = nnsight.save(RemoteReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
-        for _ in [None] if tracer is None else tracer.iter[:steps]:
-            if report.p_harmful.numel() == 0 or self.gate_mode == "every_step":
-                p = self.p_harmful(torch.stack([module.input[:, -1] for module in readers], dim=1))
-                if report.p_harmful.numel() == 0:
-                    report.p_harmful, report.gate = p, p > self.threshold
-                else:
-                    report.gate = report.gate | (p > self.threshold)
-            lm_head.input = self.steer_lm_input(lm_head.input, report.gate)
-        return report
+        return gate_and_steer(
+            [None] if tracer is None else tracer.iter[:steps],
+            lambda: self.p_harmful(torch.stack([module.input[:, -1] for module in readers], dim=1)),
+            self.steer_lm_input,
+            get_module(model, self.lm_head_path),
+            self.threshold,
+            self.gate_mode == "every_step",
+            report,
+        )
 
 
 @dataclass(frozen=True)

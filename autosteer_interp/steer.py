@@ -18,10 +18,10 @@ Example:
 import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, no_type_check
 
 import nnsight
 import torch
@@ -38,7 +38,7 @@ from .prompts import Prompt, PromptPair, encode_prompts
 from .refusal_head import HookHandle, RefusalHead, RefusalHeadConfig
 from .sas import LayerScores, safety_awareness_scores
 
-__all__ = ["AutoSteer", "FitSummary", "GenerationResult", "SteerHandle", "SteerReport"]
+__all__ = ["AutoSteer", "FitSummary", "GenerationResult", "SteerHandle", "SteerReport", "gate_and_steer"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,41 @@ class FitSummary:
             "seconds": self.seconds,
             "gate_data": self.gate_data,
         }
+
+
+@no_type_check  # shipped by value to NDIF by remote.RemoteSteer: plain annotations, no test-time type hook
+def gate_and_steer(
+    steps: Any,
+    read_p_harmful: Callable[[], Tensor],
+    steer_lm_input: Callable[[Tensor, Tensor], Tensor],
+    lm_head: Any,
+    threshold: float,
+    every_step: bool,
+    report: Any,
+) -> Any:
+    """The gate-and-steer loop every nnsight path runs (:meth:`AutoSteer.apply`, ``RemoteSteer.apply``).
+
+    At the first step the gate decides per row (``report.p_harmful`` is still empty); with ``every_step`` each
+    later step may switch more rows on, never off; at every step the LM head's input of the gated rows is
+    steered. Uses torch and nnsight only, so it can run on an NDIF server.
+
+    Args:
+        steps: What to loop over: ``tracer.iter[:n]`` in generation, ``[None]`` for one forward pass.
+        read_p_harmful: Reads the gate's layers at the current step and returns ``[batch]`` P(harmful).
+        steer_lm_input: ``(h, gate) -> h`` with the refusal head on the gated rows.
+        lm_head: The model's LM-head envoy.
+        threshold: Decision threshold on P(harmful).
+        every_step: Re-check the gate at every generated step.
+        report: A saved report with empty ``p_harmful`` and ``gate`` tensors; filled in and returned.
+    """
+    for _ in steps:
+        if report.p_harmful.numel() == 0:  # the prefill step decides
+            p = read_p_harmful()
+            report.p_harmful, report.gate = p, p > threshold
+        elif every_step:
+            report.gate = report.gate | (read_p_harmful() > threshold)
+        lm_head.input = steer_lm_input(lm_head.input, report.gate)
+    return report
 
 
 def _check_threshold(threshold: Any) -> float:
@@ -241,14 +276,15 @@ class AutoSteer:
         spec = resolve(model)
         lm_head = get_module(model, spec.row.lm_head_path)
         report = nnsight.save(SteerReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
-        for _ in tracer.iter[:steps]:
-            if report.p_harmful.numel() == 0:  # the prefill step decides
-                p = self.p_harmful(self._read_layers(model))
-                report.p_harmful, report.gate = p, p > self.threshold
-            elif self.gate_mode == "every_step":
-                report.gate = report.gate | (self.p_harmful(self._read_layers(model)) > self.threshold)
-            lm_head.input = self.steer_lm_input(lm_head.input, report.gate)
-        return report
+        return gate_and_steer(
+            tracer.iter[:steps],
+            lambda: self.p_harmful(self._read_layers(model)),
+            self.steer_lm_input,
+            lm_head,
+            self.threshold,
+            self.gate_mode == "every_step",
+            report,
+        )
 
     def _read_layers(self, model: Any) -> Tensor:
         """``[batch, n_layers, d_model]``: the inputs of :attr:`layers` at the last position (in a trace)."""

@@ -16,6 +16,7 @@ gives the validation metrics and the threshold calibration. The built-in TEST sp
 Example:
     >>> data = GateData.build(pairs, builtin=True, wrap=True)                          # doctest: +SKIP
     >>> {name: len(part) for name, part in data.parts.items()}                         # doctest: +SKIP
+    >>> prober, held_out = train_gate(data.features(model, pairs, [16, 22, 23]), [16, 22, 23])  # doctest: +SKIP
 """
 
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .activations import LayerActivations, collect_activations
+from .architectures import resolve
 from .errors import InvalidInputError
 from .prober import ProberConfig, ProberMetrics, SafetyProber
 from .prompts import Prompt, PromptPair, builtin_borderline, builtin_gate_pairs, jailbreak_wrappers, wrap_prompts
@@ -126,6 +129,50 @@ class GateData:
         for stage, rows in zip(("train", "val"), split(len(negatives))):
             parts[f"{stage}_negatives"] = GatePart("safe", [], [negatives[i] for i in rows])
         return cls(parts)
+
+    def features(
+        self,
+        model: Any,
+        pairs: Sequence[PromptPair],
+        layers: Sequence[int],
+        batch_size: int = 8,
+        progress: bool = False,
+        pair_activations: tuple[LayerActivations, LayerActivations] | None = None,
+    ) -> dict[str, Tensor]:
+        """The activations of every part at ``layers``, ready for :func:`train_gate`.
+
+        Args:
+            model: The wrapped model.
+            pairs: The user's pairs this data was built from.
+            layers: The layers the gate reads, ascending.
+            batch_size: Prompts per forward pass.
+            progress: Show progress bars.
+            pair_activations: ``(harmful, safe)`` activations of ``pairs`` already collected (e.g. for the SAS);
+                their rows are reused when they hold every layer of ``layers``, else everything is collected.
+
+        Returns:
+            Part name -> ``[n, len(layers), d_model]`` (``n = 0`` for an empty part).
+
+        Raises:
+            InvalidInputError: If ``pair_activations`` does not have one row per pair.
+        """
+        layers = list(layers)
+        reuse = pair_activations is not None and all(set(layers) <= set(a.layers) for a in pair_activations)
+        if pair_activations is not None and any(len(a.values) != len(pairs) for a in pair_activations):
+            rows = [len(a.values) for a in pair_activations]
+            raise InvalidInputError(f"pair_activations must have one row per pair ({len(pairs)}), got {rows}.")
+        features = {}
+        for name, part in self.parts.items():
+            chunks = []
+            if reuse:
+                assert pair_activations is not None
+                source = pair_activations[0] if part.side == "harmful" else pair_activations[1]
+                chunks.append(source.select(layers)[part.pair_rows])
+            prompts = part.prompts if reuse else part.all_prompts(pairs)
+            if prompts:
+                chunks.append(collect_activations(model, prompts, layers, batch_size, progress=progress).values)
+            features[name] = torch.cat(chunks) if chunks else torch.empty(0, len(layers), resolve(model).d_model)
+        return features
 
     def counts(self) -> dict[str, int]:
         """Number of prompts per part."""

@@ -32,7 +32,7 @@ from .activations import collect_activations
 from .architectures import get_module, resolve, unwrap
 from .artifacts import provenance_of_artifact, read_artifact, write_artifact
 from .errors import ArtifactError, InvalidInputError
-from .gate import GateData, GatePart, train_gate
+from .gate import GateData, train_gate
 from .prober import ProberConfig, ProberMetrics, SafetyProber
 from .prompts import Prompt, PromptPair, encode_prompts
 from .refusal_head import HookHandle, RefusalHead, RefusalHeadConfig
@@ -495,18 +495,7 @@ class AutoSteer:
         data = GateData.build(
             pairs, gate_pairs, extra_negatives, builtin_gate_data, wrap_pairs, validation_fraction, seed, max_wrapped
         )
-        reuse = set(gate_layers) <= set(layers)
-
-        def features(part: GatePart) -> Tensor:
-            """``[n, n_gate_layers, d_model]``: the part's user-pair rows, then its other prompts."""
-            source = harmful if part.side == "harmful" else safe
-            chunks = [source.select(gate_layers)[part.pair_rows]] if reuse else []
-            prompts = part.prompts if reuse else part.all_prompts(pairs)
-            if prompts:
-                chunks.append(collect_activations(model, prompts, gate_layers, batch_size, progress=progress).values)
-            return torch.cat(chunks) if chunks else torch.empty(0, len(gate_layers), spec.d_model)
-
-        x = {name: features(part) for name, part in data.parts.items()}
+        x = data.features(model, pairs, gate_layers, batch_size, progress, pair_activations=(harmful, safe))
         prober, validation = train_gate(x, gate_layers, prober_config, calibrate_fpr, model)
         seconds["gate"] = time.perf_counter() - start
 

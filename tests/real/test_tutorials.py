@@ -18,6 +18,7 @@ def test_tutorial_runs_and_is_a_valid_notebook(path, tmp_path):
     notebook = jupytext.read(path)
     assert sum(cell.cell_type == "markdown" for cell in notebook.cells) >= 2
     env = dict(os.environ, TUTORIAL_OUT=str(tmp_path), TUTORIAL_PAIRS="48", TUTORIAL_WRAPPED="64")
+    env.update(TUTORIAL_GATE_PAIRS="32", TUTORIAL_FAMILY="24")
     env.update(HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         env["OMP_NUM_THREADS"] = "1"  # beside the other worker on a 2-core machine

@@ -484,9 +484,7 @@ def _add_pairs(parser: argparse.ArgumentParser, required: bool, default: str | N
         default=default,
         help="'builtin', a VLSafe directory, or a jsonl file with 'harmful' and 'safe' fields",
     )
-    parser.add_argument(
-        "--range", help="slice of the pairs A:B, Python bounds (0:1600, :100; a negative start as --range=-400:)"
-    )
+    parser.add_argument("--range", help="slice of the pairs A:B, Python bounds (0:1600, -400:, :100)")
     parser.add_argument("--limit", type=int, help="use only the first N pairs (same as --range :N)")
 
 
@@ -565,9 +563,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_range_values(argv: Sequence[str]) -> list[str]:
+    """``--range -400:`` -> ``--range=-400:`` (argparse would read ``-400:`` as an option and fail)."""
+    joined: list[str] = []
+    for token in argv:
+        if joined and joined[-1] == "--range" and token[:1] == "-" and token[1:2].isdigit():
+            joined[-1] = f"--range={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input or usage, 1 unexpected failure)."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_attach_range_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if getattr(args, "batch_size", 1) < 1:
         print(f"error: --batch-size must be a positive integer, got {args.batch_size}.", file=sys.stderr)

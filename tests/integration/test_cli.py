@@ -139,7 +139,7 @@ def test_eval_writes_the_report_the_generations_and_a_plot(fit_run):
     benign = fit_out.parent / "everyday.jsonl"
     benign.write_text("".join(json.dumps({"query": q}) + "\n" for q in ["Hi!", "Name a colour.", "Count to three."]))
     result = run_cli(
-        "eval", *TINY, "--steer", str(fit_out), "--pairs", "builtin", "--range=-4:", "--benign", f"daily={benign}",
+        "eval", *TINY, "--steer", str(fit_out), "--pairs", "builtin", "--range", "-4:", "--benign", f"daily={benign}",
         "--steer-limit", "2", "--max-new-tokens", "3", "--out", str(out), "-q", cwd=out.parent,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

@@ -291,3 +291,23 @@ def test_the_paper_reproduction_script_runs_its_dry_run(tmp_path):
     assert records[0]["stage"] == "fit" and records[0]["candidate_layers"] == [1, 2, 3]
     assert len([r for r in records if r["stage"] == "eval"]) == 6
     assert (out / "report.json").is_file() and (out / "autosteer" / "config.json").is_file()
+
+
+def test_the_gate_ceiling_benchmark_runs_on_the_tiny_model():
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gate_ceiling.py"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    base = [sys.executable, str(script), "--model", "tiny-llava-onevision", "--limit", "10"]
+    result = subprocess.run(
+        [*base, "--layer-sets", "1;1,3", "--sources", "last_token,request_mean,answer_mean", "--answer-tokens", "2"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"source"')]
+    assert [(r["source"], r["layers"], r["classifier"]) for r in rows[:4]] == [
+        ("last_token", [1], "logistic"), ("last_token", [1], "mlp"),
+        ("last_token", [1, 3], "logistic"), ("last_token", [1, 3], "mlp"),
+    ]  # fmt: skip
+    assert len(rows) == 12 and all(0 <= r["transfer"]["auroc"] <= 1 and 0 <= r["cv"]["auroc"] <= 1 for r in rows)
+    assert all(r["delta_auroc_vs_last_token"] == {"transfer": 0.0, "cv": 0.0} for r in rows[:4])
+    bad = subprocess.run([*base, "--layer-sets", "1;9"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "layers [9] are outside 0..3" in bad.stderr

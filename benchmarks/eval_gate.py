@@ -1,4 +1,4 @@
-"""Gate robustness on the real SmolLM2: the paper's recipe against our gate options (issue 7).
+"""Gate robustness on the real SmolLM2 (or any model): the paper's recipe against our gate options (issue 7).
 
 Every recipe is trained on the first 1600 VLSafe pairs (plus, depending on the recipe, the built-in gate pairs,
 their jailbreak-wrapped copies and borderline-benign negatives, all TRAINING splits) through the library's own
@@ -10,6 +10,8 @@ Activations at every layer are computed once per prompt text and cached (float16
 Prints one JSON object per recipe and a markdown table.
 
     python benchmarks/eval_gate.py [--data ../shared/data] [--cache outputs/gate_cache]
+    python benchmarks/eval_gate.py --model llava-hf/llava-onevision-qwen2-7b-ov-hf --dtype bfloat16 \
+        --device-map auto --recipes 0,3                                   # another model, e.g. on a GPU
 """
 
 import argparse
@@ -27,6 +29,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from autosteer_interp.activations import LayerActivations, collect_activations  # noqa: E402
+from autosteer_interp.architectures import resolve  # noqa: E402
 from autosteer_interp.gate import GateData, train_gate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
@@ -36,14 +39,14 @@ from autosteer_interp.robustness import GateFamily, RobustnessReport, gate_robus
 from autosteer_interp.sas import safety_awareness_scores  # noqa: E402
 from autosteer_interp.steer import AutoSteer  # noqa: E402
 
-LAYERS = list(range(1, 30))
-
 
 class ActivationStore:
     """Activations at every layer by prompt text, computed once and kept in one float16 file."""
 
     def __init__(self, model, path: Path):
         self.model, self.path = model, path
+        spec = resolve(model)
+        self.layers, self.d_model = list(range(1, spec.n_layers)), spec.d_model  # every layer but the embedding
         self.rows: dict[str, torch.Tensor] = {}
         if path.exists():
             saved = torch.load(path)
@@ -52,16 +55,16 @@ class ActivationStore:
     def get(self, prompts: list[Prompt], layers: list[int]) -> torch.Tensor:
         """``[n, len(layers), d_model]`` float32."""
         if not prompts:
-            return torch.empty(0, len(layers), 576)
+            return torch.empty(0, len(layers), self.d_model)
         missing = list(dict.fromkeys(p.text for p in prompts if p.text not in self.rows))
         if missing:
             start = time.perf_counter()
-            acts = collect_activations(self.model, [Prompt(t) for t in missing], LAYERS, 16, progress=False)
+            acts = collect_activations(self.model, [Prompt(t) for t in missing], self.layers, 16, progress=False)
             self.rows.update(zip(missing, acts.values.half()))
             texts = list(self.rows)
             torch.save({"texts": texts, "values": torch.stack([self.rows[t] for t in texts])}, self.path)
             print(json.dumps({"collected": len(missing), "seconds": round(time.perf_counter() - start, 1)}), flush=True)
-        index = [LAYERS.index(layer) for layer in layers]
+        index = [self.layers.index(layer) for layer in layers]
         return torch.stack([self.rows[p.text] for p in prompts])[:, index].float()
 
 
@@ -115,6 +118,9 @@ def main():
     parser.add_argument("--every-step", type=int, help="recipe index to also run with the every-step gate")
     parser.add_argument("--every-step-n", type=int, default=150, help="requests per family for the every-step run")
     parser.add_argument("--every-step-tokens", type=int, default=32)
+    parser.add_argument("--model", default="smollm2-llava-onevision", help="built-in name, hub id or checkpoint dir")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device-map", help="passed to from_pretrained for hub checkpoints (e.g. auto)")
     args = parser.parse_args()
     cache, out = Path(args.cache), Path(args.out)
     cache.mkdir(parents=True, exist_ok=True)
@@ -122,12 +128,15 @@ def main():
 
     pairs = load_vlsafe(Path(args.data) / "vlsafe")
     fit_pairs, test_pairs = pairs[:1600], pairs[-400:]
-    model = load_model("smollm2-llava-onevision")
+    extra = {"device_map": args.device_map} if args.device_map else {}
+    model = load_model(args.model, dtype=getattr(torch, args.dtype), **extra)
     key = hashlib.sha256(f"{len(pairs)}{pairs[0].harmful.text}".encode()).hexdigest()[:12]
+    if args.model != "smollm2-llava-onevision":
+        key += "_" + hashlib.sha256(args.model.encode()).hexdigest()[:8]
     store = ActivationStore(model, cache / f"store_{key}.pt")
 
-    harmful = LayerActivations(store.get([p.harmful for p in fit_pairs], LAYERS), LAYERS)
-    safe = LayerActivations(store.get([p.safe for p in fit_pairs], LAYERS), LAYERS)
+    harmful = LayerActivations(store.get([p.harmful for p in fit_pairs], store.layers), store.layers)
+    safe = LayerActivations(store.get([p.safe for p in fit_pairs], store.layers), store.layers)
     sas = safety_awareness_scores(safe, harmful)
     print(json.dumps({"sas_top5": sas.top_k(5)}), flush=True)
 

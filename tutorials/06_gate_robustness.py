@@ -173,3 +173,12 @@ OUT.mkdir(parents=True, exist_ok=True)
 default_report.plot(OUT / "06_gate_robustness.png")
 (OUT / "06_gate_robustness.json").write_text(default_report.to_json())
 print(sorted(p.name for p in OUT.glob("06_*")))
+
+# %% [markdown]
+# ## 7 · How far could any gate go on this model?
+# Each recipe moves along a trade-off curve; `benchmarks/gate_ceiling.py` measures the curve's limit instead: how
+# well any probe separates our harmful test requests from their harmless twins, for several feature sources
+# (the last prompt token, the template tokens, the request's mean, a "harmful?" framing, the answer tokens),
+# even when it is trained on the test distribution. On SmolLM2-135M none passes AUROC 0.92 (README, "The gate"),
+# far from the ≈ 0.99 that 95% detection at 3% false alarms needs. Run it with `--model` on a larger model to see
+# whether its activations separate better.

@@ -533,8 +533,6 @@ class EvalReport:
         Returns:
             The matplotlib figure.
         """
-        import matplotlib.pyplot as plt
-
         methods, names = self.methods, self.set_names
         fig, ax = new_figure(path, (max(5.0, 1.6 * len(names) + 2), 3.6), "EvalReport.plot")
         width = 0.8 / len(methods)
@@ -557,6 +555,8 @@ class EvalReport:
         ax.set_title(title or "Orig / Steer / AutoSteer", fontsize=10)
         finish_figure(fig, path)
         if path is not None:
+            import matplotlib.pyplot as plt  # after new_figure: it picks the backend and explains a missing install
+
             plt.close(fig)
         return fig
 

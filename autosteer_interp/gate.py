@@ -157,21 +157,22 @@ class GateData:
             InvalidInputError: If ``pair_activations`` does not have one row per pair.
         """
         layers = list(layers)
-        reuse = pair_activations is not None and all(set(layers) <= set(a.layers) for a in pair_activations)
         if pair_activations is not None and any(len(a.values) != len(pairs) for a in pair_activations):
             rows = [len(a.values) for a in pair_activations]
             raise InvalidInputError(f"pair_activations must have one row per pair ({len(pairs)}), got {rows}.")
+        holds_layers = pair_activations is not None and all(set(layers) <= set(a.layers) for a in pair_activations)
+        reused = pair_activations if holds_layers else None
+        d_model = resolve(model).d_model
         features = {}
         for name, part in self.parts.items():
             chunks = []
-            if reuse:
-                assert pair_activations is not None
-                source = pair_activations[0] if part.side == "harmful" else pair_activations[1]
+            if reused is not None:
+                source = reused[0] if part.side == "harmful" else reused[1]
                 chunks.append(source.select(layers)[part.pair_rows])
-            prompts = part.prompts if reuse else part.all_prompts(pairs)
+            prompts = part.all_prompts(pairs) if reused is None else part.prompts
             if prompts:
                 chunks.append(collect_activations(model, prompts, layers, batch_size, progress=progress).values)
-            features[name] = torch.cat(chunks) if chunks else torch.empty(0, len(layers), resolve(model).d_model)
+            features[name] = torch.cat(chunks) if chunks else torch.empty(0, len(layers), d_model)
         return features
 
     def counts(self) -> dict[str, int]:

@@ -14,8 +14,8 @@ text requests only), offline, in a few minutes on two CPU cores:
 5. :func:`evaluate_stage`: Orig / Steer / AutoSteer on every held-out set (:func:`~autosteer_interp.evaluate.evaluate`);
 6. :func:`report_stage`: the tables, the plots and the JSON files.
 
-To add a section (e.g. gate robustness), write a function taking and returning the :class:`DemoState` and
-insert it into :data:`STAGES`. Printed output shows rates, never harmful texts.
+To add a section (e.g. a report on your own prompt set), write a function taking and returning the
+:class:`DemoState` and insert it into :data:`STAGES`. Printed output shows rates, never harmful texts.
 """
 
 import json

@@ -37,12 +37,13 @@ def _split_shared_prefix(
         return None
     suffixes = [row[shared:] for row in rows]
     width = max(len(suffix) for suffix in suffixes)
-    suffix_ids = torch.full((len(rows), width), int(reference[0]), dtype=reference.dtype)
-    suffix_mask = torch.zeros((len(rows), width), dtype=inputs["attention_mask"].dtype)
+    device = reference.device
+    suffix_ids = torch.full((len(rows), width), int(reference[0]), dtype=reference.dtype, device=device)
+    suffix_mask = torch.zeros((len(rows), width), dtype=inputs["attention_mask"].dtype, device=device)
     for i, suffix in enumerate(suffixes):
         suffix_ids[i, : len(suffix)] = suffix
         suffix_mask[i, : len(suffix)] = 1
-    prefix_mask = torch.ones((len(rows), shared), dtype=suffix_mask.dtype)
+    prefix_mask = torch.ones((len(rows), shared), dtype=suffix_mask.dtype, device=device)
     suffix_inputs = dict(
         inputs,
         input_ids=suffix_ids,

@@ -116,7 +116,7 @@ def _trace_batch(model: Any, spec: ArchSpec, inputs: dict[str, Any], layers: lis
         gathered = {}
         for layer in ascending:  # nnsight values must be requested in execution order
             hidden = decoder_layers[layer].input
-            gathered[layer] = hidden[rows, positions.to(hidden.device)].float().cpu()
+            gathered[layer] = hidden[rows.to(hidden.device), positions.to(hidden.device)].float().cpu()
         stacked = nnsight.save(torch.stack([gathered[layer] for layer in layers], dim=1))
         tracer.stop()
     return stacked

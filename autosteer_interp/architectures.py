@@ -20,7 +20,7 @@ from torch import nn
 
 from .errors import LayerIndexError, UnsupportedModelError
 
-__all__ = ["ARCHITECTURES", "ArchSpec", "ArchitectureRow", "get_module", "resolve", "unwrap"]
+__all__ = ["ARCHITECTURES", "ArchSpec", "ArchitectureRow", "get_module", "input_placement", "resolve", "unwrap"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,13 @@ def get_module(model: Any, path: str) -> Any:
     for name in path.split("."):
         obj = obj[int(name)] if name.isdigit() else getattr(obj, name)
     return obj
+
+
+def input_placement(model: Any) -> tuple[Any, Any]:
+    """``(device, dtype)`` of the token embedding: where a model's inputs go (the first shard under ``device_map``)."""
+    module = unwrap(model)
+    weight = get_module(module, resolve(module).row.embed_path).weight
+    return weight.device, weight.dtype
 
 
 def _supported_list() -> str:

@@ -5,9 +5,10 @@ as hook functions for ``bridge.run_with_hooks(..., fwd_hooks=...)``, ``with brid
 ``bridge.generate(...)`` inside that context:
 
 * ``blocks.{L}.hook_in`` (the input of decoder layer ``L``) for every ``L`` in ``steer.layers``: the gate reads
-  position -1 (batches are left-padded) and decides per row in the prefill pass;
+  each row's last real prompt token (from the attention mask; left or right padding) and decides per row;
 * ``unembed.hook_in`` (the LM head's input): ``h -> h + eps h S^T`` on the gated rows, untouched elsewhere;
-* ``embed.hook_in`` (the token ids): tells a new sequence from a generation step of the current one.
+* a forward pre-hook on the wrapped Hugging Face model: ids, attention mask and cache of each pass, which tell
+  a new sequence from a generation step of the current one (:mod:`autosteer_interp.gating`).
 
 :func:`boot_bridge` boots the bridge safely: on a copy of the model (TransformerLens rewrites the Hugging Face
 module tree in place, so one model object must never serve nnsight and TransformerLens), with a fresh
@@ -37,12 +38,12 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 
 from .architectures import resolve, unwrap
 from .errors import ArtifactError, InvalidInputError, LayerIndexError, ModelLoadError, UnsupportedModelError
+from .gating import forward_pass_inputs, steered_input
 from .steer import AutoSteer, SteerReport
 
 __all__ = ["AutoSteerHooks", "boot_bridge"]
@@ -135,17 +136,17 @@ def boot_bridge(model: Any, tokenizer: Any = None, copy_model: bool = True, devi
 class AutoSteerHooks:
     """AutoSteer's per-sample gate and refusal head as TransformerLens hook functions for one bridge.
 
-    Each call of :meth:`fwd_hooks` starts afresh. Within one set of hooks, a forward pass whose tokens extend
-    the current prompt (a generation step without key/value cache) or that feeds a single token per row (a
-    cached step) continues the current sequence and keeps its gate; any other pass is a new sequence, gated
-    afresh from its own last token.
+    The bridge runs the Hugging Face model it wraps, so a forward pre-hook on ``bridge.original_model`` (installed
+    here, removed by :meth:`remove` or on leaving a ``with`` block) records each pass's ids, attention mask and
+    cache; the TransformerLens hooks hand them to the gate core (``embed.hook_in``), read the gate's layers and
+    edit the LM head's input, so passes run without these hooks leave the gate alone. A
+    pass continues the current sequence when its cache holds exactly the positions seen so far, or, without a
+    cache (``use_past_kv_cache=False``), when its tokens extend the current prompt; any other pass starts a new
+    sequence. Pass ``attention_mask=`` with padded batches, as with Hugging Face. Autograd is kept.
 
     Args:
         steer: The fitted AutoSteer.
         bridge: A ``TransformerBridge`` booted on the model ``steer`` was fitted on (:func:`boot_bridge`).
-
-    Attributes:
-        report: The gate of the current sequence (``p_harmful``, ``gate`` per row), ``None`` before the first pass.
 
     Raises:
         ArtifactError: ``steer`` was fitted on another model.
@@ -163,55 +164,71 @@ class AutoSteerHooks:
                 )
         steer.check_model(bridge.original_model)
         self.steer = steer
-        self.report: SteerReport | None = None
-        self._prompt: Tensor | None = None
-        self._continuing = False
-        self._read: list[Tensor] = []
+        self.spec = steer.gate_spec(bridge.original_model)
+        self.state = self.spec.new_state()
+        self._reads: list[Tensor] = []
+        self._pass: tuple[Any, ...] | None = None
+        self._handle = bridge.original_model.register_forward_pre_hook(self._on_model, with_kwargs=True)
+
+    @property
+    def report(self) -> SteerReport:
+        """The gate of the current sequence (``p_harmful``, ``gate`` per row); empty before the first pass."""
+        return self.state.report
 
     def reset(self) -> None:
         """Forget the current sequence: the next forward pass is gated afresh."""
-        self.report, self._prompt, self._continuing, self._read = None, None, False, []
+        self.state = self.spec.new_state()
+        self._reads = []
+
+    def remove(self) -> None:
+        """Remove the pre-hook on the wrapped model (the TransformerLens hooks go with their context)."""
+        self._handle.remove()
+
+    def __enter__(self) -> "AutoSteerHooks":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
 
     def fwd_hooks(self) -> list[tuple[str, HookFn]]:
-        """``(hook name, function)`` pairs for ``run_with_hooks(fwd_hooks=...)`` or ``hooks(fwd_hooks=...)``."""
+        """``(hook name, function)`` pairs for ``run_with_hooks(fwd_hooks=...)`` or ``hooks(fwd_hooks=...)``.
+
+        Each call starts afresh (a new gate state).
+        """
         self.reset()
-        last = max(self.steer.layers)
+        deepest = self.spec.layers[-1]
         hooks: list[tuple[str, HookFn]] = [("embed.hook_in", self._on_tokens)]
-        hooks += [(f"blocks.{layer}.hook_in", self._reader(layer == last)) for layer in self.steer.layers]
+        hooks += [(f"blocks.{layer}.hook_in", self._reader(layer == deepest)) for layer in self.spec.layers]
         hooks.append(("unembed.hook_in", self._on_lm_input))
         return hooks
 
-    def _on_tokens(self, tokens: Int[Tensor, "batch pos"], hook: Any) -> None:
-        prompt = self._prompt
-        extends = (
-            prompt is not None
-            and tokens.shape[1] > prompt.shape[1]
-            and torch.equal(tokens[:, : prompt.shape[1]], prompt)
-        )
-        self._continuing = (
-            prompt is not None and tokens.shape[0] == prompt.shape[0] and (tokens.shape[1] == 1 or extends)
-        )
-        if not self._continuing:
-            self.report, self._prompt = None, tokens.detach().clone()
-        self._read = []
+    def _on_model(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._pass = forward_pass_inputs(args, kwargs)  # only recorded: passes without our hooks change nothing
+
+    def _on_tokens(self, tokens: Tensor, hook: Any) -> None:
+        if self._pass is None:
+            raise InvalidInputError(
+                "the bridge ran without calling its Hugging Face model, so the gate cannot see the attention mask; "
+                "use AutoSteerHooks on a bridge from boot_bridge()."
+            )
+        self._reads = []
+        self.state.begin_pass(*self._pass)
+        self._pass = None
 
     def _reader(self, decides: bool) -> HookFn:
         def read(resid: Float[Tensor, "batch pos d_model"], hook: Any) -> None:
-            if self._continuing and self.steer.gate_mode == "prefill":
+            plan = self.state.plan
+            if plan is None:
                 return
-            self._read.append(resid[:, -1].detach())
+            self._reads.append(plan.gather(resid))
             if decides:
-                with torch.no_grad():
-                    p = self.steer.p_harmful(torch.stack(self._read, dim=1))
-                if self.report is None:
-                    self.report = SteerReport(p_harmful=p, gate=p > self.steer.threshold)
-                else:
-                    self.report.gate = self.report.gate | (p > self.steer.threshold)
+                self.state.update(self._reads, self.spec.p_harmful)
+                self._reads = []
 
         return read
 
     def _on_lm_input(self, h: Float[Tensor, "batch pos d_model"], hook: Any) -> Tensor | None:
-        if self.report is None or not bool(self.report.gate.any()):
+        gate = self.state.report.gate
+        if gate.numel() == 0 or not bool(gate.any()):
             return None
-        with torch.no_grad():
-            return self.steer.steer_lm_input(h, self.report.gate)
+        return steered_input(h, self.spec.refusal_matrix(h.device), self.spec.epsilon, gate)

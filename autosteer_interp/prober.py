@@ -239,8 +239,21 @@ class SafetyProber(nn.Module):
     def forward(
         self, h: Float[Tensor, "batch d_model"] | Float[Tensor, "batch n_layers d_model"]
     ) -> Float[Tensor, "batch 2"]:
-        """Logits ``[benign, harmful]`` for raw activations (``[batch, d_model]`` when reading one layer)."""
-        return self.net(self._pooled(self._standardised(h)))
+        """Logits ``[benign, harmful]`` for raw activations (``[batch, d_model]`` when reading one layer).
+
+        Follows its input: computed in float32 on ``h``'s device (parameters are copied there when they live
+        elsewhere; gradients still reach them), whatever ``h``'s dtype.
+
+        Returns:
+            float32 on ``h``'s device.
+        """
+        x = self._pooled(self._standardised(h))
+        for block in self.net:
+            if isinstance(block, nn.Linear):
+                x = nn.functional.linear(x, block.weight.to(x.device), block.bias.to(x.device))
+            else:
+                x = block(x)
+        return x
 
     def _standardised(self, h: Tensor) -> Float[Tensor, "batch n_layers d_model"]:
         stacked = h[:, None] if h.ndim == 2 else h
@@ -249,7 +262,7 @@ class SafetyProber(nn.Module):
                 f"the prober reads {self.n_layers} layer(s) of width {self.d_model}, got activations of shape "
                 f"{tuple(h.shape)}; expected [batch, {self.n_layers}, {self.d_model}]."
             )
-        return (stacked.to(self.mean.dtype) - self.mean) / self.std
+        return (stacked.float() - self.mean.to(h.device)) / self.std.to(h.device)
 
     def _pooled(self, z: Float[Tensor, "batch n_layers d_model"]) -> Float[Tensor, "batch features"]:
         if self.config.pool == "mean":

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from torch import Tensor
 
-from .architectures import resolve
+from .architectures import input_placement, resolve
 from .errors import DataFormatError, InvalidInputError
 
 __all__ = [
@@ -600,7 +601,8 @@ def encode_prompts(model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
 
     Returns:
         Keyword arguments for the model's forward: ``input_ids`` and ``attention_mask`` of shape
-        ``[batch, pos]``, plus the image tensors the processor makes (``pixel_values``, ...).
+        ``[batch, pos]``, plus the image tensors the processor makes (``pixel_values``, ...); all on the device
+        of the model's token embedding, floating-point image tensors in its dtype.
 
     Raises:
         InvalidInputError: If ``prompts`` is empty.
@@ -616,4 +618,9 @@ def encode_prompts(model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
         encoded = model.processor(text=texts, padding=True, return_tensors="pt", **kwargs)
     encoded = dict(encoded)
     encoded.pop("batch_num_images", None)
-    return encoded
+    device, dtype = input_placement(model)
+    return {
+        key: value.to(device, dtype) if value.is_floating_point() else value.to(device)
+        for key, value in encoded.items()
+        if isinstance(value, Tensor)
+    } | {key: value for key, value in encoded.items() if not isinstance(value, Tensor)}

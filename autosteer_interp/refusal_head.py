@@ -26,8 +26,7 @@ from typing import Any
 
 import nnsight
 import torch
-from einops import einsum
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -36,6 +35,8 @@ from .activations import last_prompt_positions
 from .architectures import get_module, resolve, unwrap
 from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
 from .errors import ArtifactError, InvalidInputError
+from .gating import steered_input
+from .hooks import HookHandle, attach_head
 from .prompts import Prompt, encode_prompts
 
 __all__ = ["DEFAULT_REFUSAL", "RefusalHead", "RefusalHeadConfig", "HookHandle", "cache_lm_head_inputs"]
@@ -151,20 +152,21 @@ def cache_lm_head_inputs(
     hidden, labels = [], []
     with tqdm(total=len(prompts), desc="caching", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
-            batch_targets = targets[start : start + batch_size]
             inputs = encode_prompts(model, prompts[start : start + batch_size])
+            batch_targets = targets[start : start + batch_size].to(inputs["input_ids"].device)
             inputs["input_ids"] = torch.cat([inputs["input_ids"], batch_targets], dim=1)
             inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(batch_targets)], dim=1)
             inputs, row_mask = prepare_prefill(model, inputs, spec.image_token_id, share_prefix)
             # position t predicts token t + 1: the n_targets positions before each row's last token
             last = last_prompt_positions(inputs["input_ids"], row_mask)
-            positions = last[:, None] - n_targets + torch.arange(n_targets)
-            rows = torch.arange(len(last))[:, None]
+            positions = last[:, None] - n_targets + torch.arange(n_targets, device=last.device)
+            rows = torch.arange(len(last), device=last.device)[:, None]
             with torch.no_grad(), model.trace(**inputs) as tracer:
-                states = nnsight.save(lm_head.input[rows, positions].float().cpu())
+                h = lm_head.input
+                states = nnsight.save(h[rows.to(h.device), positions.to(h.device)].float().cpu())
                 tracer.stop()
             hidden.append(states.reshape(-1, states.shape[-1]))
-            labels.append(batch_targets.reshape(-1))
+            labels.append(batch_targets.reshape(-1).cpu())
             bar.update(len(batch_targets))
     return TokenCache(hidden=torch.cat(hidden), labels=torch.cat(labels))
 
@@ -191,7 +193,7 @@ def _own_continuations(model: Any, prompts: Sequence[Prompt], n_tokens: int, bat
                 do_sample=False,
                 pad_token_id=model.tokenizer.pad_token_id,
             )
-        rows.append(out[:, inputs["input_ids"].shape[1] :])
+        rows.append(out[:, inputs["input_ids"].shape[1] :].cpu())
     return torch.cat(rows)
 
 
@@ -212,30 +214,46 @@ class RefusalHead(nn.Module):
         self.S = nn.Parameter(torch.eye(d_model))
         self.history: list[float] = []
         self.provenance: ModelProvenance | None = None
+        self._placed: tuple[tuple[str, int, int], Tensor] | None = None
 
     @property
     def epsilon(self) -> float:
         """Steering scale."""
         return self.config.epsilon
 
+    def matrix_on(self, device: Any) -> Tensor:
+        """``S`` as float32 on ``device`` (``S`` itself when it is there already, so gradients reach it).
+
+        Copies to another device are cached until ``S`` changes, so a head on the CPU serving a GPU model
+        copies ``S`` once, not at every step.
+        """
+        S = self.S
+        if S.device == torch.device(device) and S.dtype == torch.float32:
+            return S
+        key = (str(device), S._version, S.data_ptr())
+        if self._placed is None or self._placed[0] != key:
+            self._placed = (key, S.detach().to(device, torch.float32))
+        return self._placed[1]
+
     def forward(
-        self, h: Float[Tensor, "*batch d_model"], gate: Float[Tensor, "*gate"] | float = 1.0
+        self, h: Float[Tensor, "*batch d_model"], gate: Bool[Tensor, " batch"] | Float[Tensor, " batch"] | float = 1.0
     ) -> Float[Tensor, "*batch d_model"]:
-        """The steered LM-head input ``h + gate * eps * h S^T``.
+        """The steered LM-head input ``h + eps h S^T`` (:func:`~autosteer_interp.gating.steered_input`).
 
         (``nn.Module.apply`` is PyTorch's recursive initialiser, so the head is applied by calling it.)
 
         Args:
-            h: LM-head inputs, e.g. ``[batch, pos, d_model]``.
-            gate: A float, or one value per leading row of ``h`` (e.g. ``[batch]``): 0 leaves a row untouched.
+            h: LM-head inputs, e.g. ``[batch, pos, d_model]``, any dtype and device.
+            gate: A scale on ``eps`` (``1.0``: on, ``0.0``: off), or a ``[batch]`` tensor whose nonzero rows are
+                steered (the others are returned bit for bit).
 
         Returns:
-            Same shape and dtype as ``h``.
+            Same shape as ``h``, on its device, in its dtype (computed in float32).
         """
-        delta = einsum(h, self.S.to(h.dtype), "... d_in, d_out d_in -> ... d_out")
+        S = self.S.to(h.device)
         if isinstance(gate, Tensor):
-            gate = gate.to(h.dtype).reshape(gate.shape + (1,) * (h.ndim - gate.ndim))
-        return h + gate * self.epsilon * delta
+            return steered_input(h, S, self.epsilon, gate.to(torch.bool))
+        return steered_input(h, S, self.epsilon * float(gate))
 
     # ---------------------------------------------------------------------------------------------- fit
 
@@ -284,25 +302,31 @@ class RefusalHead(nn.Module):
     def fit_on_cache(self, cache: TokenCache, lm_head: nn.Linear, progress: bool = False) -> list[float]:
         """Fit ``S`` on cached LM-head inputs with cross-entropy (retain tokens weighted by ``retain_weight``).
 
+        Runs on the LM head's device (batches of the cache are moved there; ``S`` stays where it is and receives
+        its gradient through the copy), so a CPU cache trains a head for a GPU model.
+
         Returns:
             Mean loss per epoch.
         """
         config = self.config
         weight = lm_head.weight.detach().float()
+        device = weight.device
         bias = lm_head.bias.detach().float() if lm_head.bias is not None else None
         optimiser = torch.optim.AdamW([self.S], lr=config.learning_rate, weight_decay=0.0)
         generator = torch.Generator().manual_seed(config.seed)
         token_weight = torch.where(cache.is_retain, config.retain_weight, 1.0) if len(cache.is_retain) else None
+        if token_weight is not None:
+            token_weight = token_weight.to(device)
         self.train()
         for _ in tqdm(range(config.epochs), desc="refusal head", disable=not progress):
             order = torch.randperm(len(cache.labels), generator=generator)
             total = 0.0
             for start in range(0, len(order), config.batch_size):
                 batch = order[start : start + config.batch_size]
-                logits = nn.functional.linear(self(cache.hidden[batch]), weight, bias)
-                losses = nn.functional.cross_entropy(logits, cache.labels[batch], reduction="none")
+                logits = nn.functional.linear(self(cache.hidden[batch].to(device)), weight, bias)
+                losses = nn.functional.cross_entropy(logits, cache.labels[batch].to(device), reduction="none")
                 if token_weight is not None:
-                    losses = losses * token_weight[batch]
+                    losses = losses * token_weight[batch.to(device)]
                 loss = losses.mean()
                 optimiser.zero_grad()
                 loss.backward()
@@ -314,21 +338,17 @@ class RefusalHead(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- hooks
 
-    def attach(self, model: Any, gate: float | Tensor = 1.0) -> "HookHandle":
+    def attach(self, model: Any, gate: float | Tensor = 1.0) -> HookHandle:
         """Apply the head to every forward of ``model`` with plain PyTorch hooks (always on, or a fixed gate).
+
+        Autograd is kept (gradients flow through the steered input). ``gate``: see :meth:`forward`.
 
         Returns:
             A handle; call ``.remove()`` or use it as a context manager to restore the model.
         """
         if self.provenance is not None:
             self.provenance.check(model, "this refusal head")
-        lm_head = _lm_head(model)
-
-        def pre_hook(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-            with torch.no_grad():
-                return (self(args[0], gate), *args[1:])
-
-        return HookHandle(lm_head.register_forward_pre_hook(pre_hook))
+        return attach_head(_lm_head(model), self.matrix_on, self.epsilon, gate)
 
     # ---------------------------------------------------------------------------------------------- artefact
 
@@ -363,21 +383,3 @@ class RefusalHead(nn.Module):
             head.S.copy_(require_tensor(tensors, "S", (d_model, d_model), str(directory)))
         head.provenance = provenance_of_artifact(config, model, f"the refusal head in {directory}")
         return head.eval()
-
-
-class HookHandle:
-    """Registered PyTorch hooks; ``remove()`` (or leaving the ``with`` block) restores the model."""
-
-    def __init__(self, *handles: Any) -> None:
-        self._handles = list(handles)
-
-    def remove(self) -> None:
-        """Remove the hooks (idempotent)."""
-        while self._handles:
-            self._handles.pop().remove()
-
-    def __enter__(self) -> "HookHandle":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.remove()

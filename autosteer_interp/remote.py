@@ -32,14 +32,15 @@ from typing import Any, no_type_check
 
 import nnsight
 import torch
-from einops import einsum
 from jaxtyping import Float
 from nnsight.intervention.serialization import CustomCloudUnpickler, dumps
 from torch import Tensor, nn
 
 from .architectures import get_module, resolve
 from .errors import InvalidInputError
-from .steer import AutoSteer, gate_and_steer
+from .gating import GateReport, GateSpec, steered_input
+from .steer import AutoSteer, eos_token_ids
+from .tracing import gate_and_steer
 
 __all__ = [
     "SERVER_MODULES",
@@ -79,18 +80,8 @@ def register() -> None:
 # wrappers cannot be pickled.
 
 
-@no_type_check
-@dataclass
-class RemoteReport:
-    """What the gate decided, per row (saved out of the trace, so it comes back from the server).
-
-    Attributes:
-        p_harmful: ``[batch]`` P(harmful) from the prefill pass.
-        gate: ``[batch]`` whether the refusal head is on for the row.
-    """
-
-    p_harmful: Tensor
-    gate: Tensor
+RemoteReport = GateReport
+"""The report a :class:`RemoteSteer` returns: the same type as every backend's."""
 
 
 @no_type_check
@@ -107,6 +98,8 @@ class RemoteSteer:
         epsilon: Refusal-head scale.
         layers_path: Dotted path of the decoder layers in the model.
         lm_head_path: Dotted path of the LM head.
+        eos_token_ids: End-of-sequence ids of the model (``every_step`` skips rows that finished).
+        image_token_id: The model's image placeholder id, or ``None``.
     """
 
     def __init__(
@@ -119,6 +112,8 @@ class RemoteSteer:
         lm_head_path: str,
         prober_program: bytes,
         head_factors: dict[str, Tensor],
+        eos_token_ids: tuple[int, ...] = (),
+        image_token_id: int | None = None,
     ) -> None:
         self.layers = layers
         self.threshold = threshold
@@ -128,12 +123,15 @@ class RemoteSteer:
         self.lm_head_path = lm_head_path
         self.prober_program = prober_program
         self.head_factors = head_factors
+        self.eos_token_ids = eos_token_ids
+        self.image_token_id = image_token_id
         self._prober: Any = None
         self._S: Tensor | None = None
+        self._placed: dict[str, Tensor] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # what travels: the compact forms only (the prober program and S are rebuilt where they are used)
-        return {**self.__dict__, "_prober": None, "_S": None}
+        return {**self.__dict__, "_prober": None, "_S": None, "_placed": {}}
 
     @property
     def S(self) -> Tensor:
@@ -147,42 +145,51 @@ class RemoteSteer:
                 self._S = torch.eye(U.shape[0], dtype=torch.float32) + U @ V.T
         return self._S
 
+    def matrix_on(self, device: Any) -> Tensor:
+        """:attr:`S` on ``device`` (copied once per device)."""
+        key = str(device)
+        if key not in self._placed:
+            self._placed[key] = self.S.to(device)
+        return self._placed[key]
+
     def p_harmful(self, h_last: Tensor) -> Tensor:
-        """``[batch]`` P(harmful) from ``[batch, n_layers, d_model]`` last-token inputs of :attr:`layers`."""
+        """``[batch]`` float32 P(harmful) from ``[batch, n_layers, d_model]`` last-token inputs of :attr:`layers`.
+
+        Any dtype (the exported prober runs in float32) and device (it follows the input).
+        """
         if self._prober is None:
             self._prober = torch.export.load(io.BytesIO(self.prober_program)).module()
         self._prober.to(h_last.device)
-        return self._prober(h_last)
+        return self._prober(h_last.float())
 
     def steer_lm_input(self, h: Tensor, gate: Tensor) -> Tensor:
         """``h + eps h S^T`` on the rows where ``gate`` is true (``h``: ``[batch, ..., d_model]``)."""
-        delta = einsum(h, self.S.to(h.device, h.dtype), "... d_in, d_out d_in -> ... d_out")
-        mask = gate.to(h.device).reshape(gate.shape + (1,) * (h.ndim - 1))
-        return torch.where(mask, h + self.epsilon * delta, h)
+        return steered_input(h, self.matrix_on(h.device), self.epsilon, gate)
 
-    def apply(self, model: Any, tracer: Any = None, steps: int | None = None) -> RemoteReport:
+    def gate_spec(self) -> GateSpec:
+        """The adapters' view of this steer."""
+        return GateSpec(
+            layers=self.layers,
+            layers_path=self.layers_path,
+            lm_head_path=self.lm_head_path,
+            threshold=self.threshold,
+            every_step=self.gate_mode == "every_step",
+            epsilon=self.epsilon,
+            p_harmful=self.p_harmful,
+            refusal_matrix=self.matrix_on,
+            eos_token_ids=self.eos_token_ids,
+            image_token_id=self.image_token_id,
+        )
+
+    def apply(self, model: Any, tracer: Any = None, steps: int | None = None) -> GateReport:
         """Gate and steer inside ``model.trace(...)`` / ``model.generate(...)``, local or remote.
 
-        Same contract as :meth:`AutoSteer.apply`: in generation pass the tracer and ``steps=max_new_tokens``
-        (generate exactly that many tokens); batches are left-padded.
+        Same contract as :meth:`AutoSteer.apply` (the same adapter runs it).
 
         Returns:
-            A saved :class:`RemoteReport` (``p_harmful``, ``gate`` per row).
+            A saved :class:`~autosteer_interp.gating.GateReport` (``p_harmful``, ``gate`` per row).
         """
-        if tracer is not None and (not isinstance(steps, int) or steps < 1):
-            raise InvalidInputError(f"with a generation tracer, pass steps=max_new_tokens (>= 1), got {steps!r}.")
-        decoder_layers = get_module(model, self.layers_path)
-        readers = [decoder_layers[layer] for layer in self.layers]
-        report = nnsight.save(RemoteReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
-        return gate_and_steer(
-            [None] if tracer is None else tracer.iter[:steps],
-            lambda: self.p_harmful(torch.stack([module.input[:, -1] for module in readers], dim=1)),
-            self.steer_lm_input,
-            get_module(model, self.lm_head_path),
-            self.threshold,
-            self.gate_mode == "every_step",
-            report,
-        )
+        return gate_and_steer(model, self.gate_spec(), tracer, steps)
 
 
 @dataclass(frozen=True)
@@ -302,6 +309,8 @@ def prepare_remote(
         lm_head_path=spec.row.lm_head_path,
         prober_program=_export_prober(steer, spec.d_model),
         head_factors=factors,
+        eos_token_ids=eos_token_ids(model),
+        image_token_id=spec.image_token_id,
     )
     register()
     S = steer.head.S.detach().float().cpu()

@@ -18,27 +18,29 @@ Example:
 import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, no_type_check
+from typing import Any, Literal
 
-import nnsight
 import torch
-from jaxtyping import Float
-from torch import Tensor, nn
+from jaxtyping import Bool, Float
+from torch import Tensor
 
+from . import tracing
 from .activations import collect_activations
-from .architectures import get_module, resolve, unwrap
+from .architectures import resolve, unwrap
 from .artifacts import provenance_of_artifact, read_artifact, write_artifact
 from .errors import ArtifactError, InvalidInputError
 from .gate import GateData, train_gate
+from .gating import GateReport, GateSpec, steered_input
+from .hooks import GateHandle, attach_gate
 from .prober import ProberConfig, ProberMetrics, SafetyProber
 from .prompts import Prompt, PromptPair, encode_prompts
-from .refusal_head import HookHandle, RefusalHead, RefusalHeadConfig
+from .refusal_head import RefusalHead, RefusalHeadConfig
 from .sas import LayerScores, safety_awareness_scores
 
-__all__ = ["AutoSteer", "FitSummary", "GenerationResult", "SteerHandle", "SteerReport", "gate_and_steer"]
+__all__ = ["AutoSteer", "FitSummary", "GenerationResult", "SteerHandle", "SteerReport", "eos_token_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +50,11 @@ DEFAULT_PROBE_LAYERS = 3
 _GATE_MODES = ("prefill", "every_step")
 
 
-@dataclass
-class SteerReport:
-    """What the gate decided, per sample (values saved out of the trace).
+SteerReport = GateReport
+"""What the gate decided, per row: every backend's one report type (:class:`~autosteer_interp.gating.GateReport`)."""
 
-    Attributes:
-        p_harmful: ``[batch]`` P(harmful) from the prefill pass.
-        gate: ``[batch]`` whether the refusal head is on for the row (after the last step seen).
-    """
-
-    p_harmful: Tensor
-    gate: Tensor
+SteerHandle = GateHandle
+"""Hooks installed by :meth:`AutoSteer.attach` (see :class:`~autosteer_interp.hooks.GateHandle`)."""
 
 
 @dataclass
@@ -110,39 +106,16 @@ class FitSummary:
         }
 
 
-@no_type_check  # shipped by value to NDIF by remote.RemoteSteer: plain annotations, no test-time type hook
-def gate_and_steer(
-    steps: Any,
-    read_p_harmful: Callable[[], Tensor],
-    steer_lm_input: Callable[[Tensor, Tensor], Tensor],
-    lm_head: Any,
-    threshold: float,
-    every_step: bool,
-    report: Any,
-) -> Any:
-    """The gate-and-steer loop every nnsight path runs (:meth:`AutoSteer.apply`, ``RemoteSteer.apply``).
-
-    At the first step the gate decides per row (``report.p_harmful`` is still empty); with ``every_step`` each
-    later step may switch more rows on, never off; at every step the LM head's input of the gated rows is
-    steered. Uses torch and nnsight only, so it can run on an NDIF server.
-
-    Args:
-        steps: What to loop over: ``tracer.iter[:n]`` in generation, ``[None]`` for one forward pass.
-        read_p_harmful: Reads the gate's layers at the current step and returns ``[batch]`` P(harmful).
-        steer_lm_input: ``(h, gate) -> h`` with the refusal head on the gated rows.
-        lm_head: The model's LM-head envoy.
-        threshold: Decision threshold on P(harmful).
-        every_step: Re-check the gate at every generated step.
-        report: A saved report with empty ``p_harmful`` and ``gate`` tensors; filled in and returned.
-    """
-    for _ in steps:
-        if report.p_harmful.numel() == 0:  # the prefill step decides
-            p = read_p_harmful()
-            report.p_harmful, report.gate = p, p > threshold
-        elif every_step:
-            report.gate = report.gate | (read_p_harmful() > threshold)
-        lm_head.input = steer_lm_input(lm_head.input, report.gate)
-    return report
+def eos_token_ids(model: Any) -> tuple[int, ...]:
+    """End-of-sequence ids of a model: its generation config's and its tokenizer's (a row fed one has finished)."""
+    ids: set[int] = set()
+    configured = getattr(getattr(unwrap(model), "generation_config", None), "eos_token_id", None)
+    if configured is not None:
+        ids |= {int(i) for i in (configured if isinstance(configured, list | tuple) else [configured])}
+    tokenizer_eos = getattr(getattr(model, "tokenizer", None), "eos_token_id", None)
+    if tokenizer_eos is not None:
+        ids.add(int(tokenizer_eos))
+    return tuple(sorted(ids))
 
 
 def _check_threshold(threshold: Any) -> float:
@@ -215,16 +188,39 @@ class AutoSteer:
         """P(harmful) from the last-token inputs of :attr:`layers`, stacked in that order.
 
         Args:
-            h_last: ``[batch, n_layers, d_model]`` (``[batch, d_model]`` is accepted for a one-layer gate).
-        """
-        logits = self.prober(h_last)
-        return torch.softmax(logits.float(), dim=-1)[:, 1]
+            h_last: ``[batch, n_layers, d_model]`` (``[batch, d_model]`` is accepted for a one-layer gate), any
+                dtype and device.
 
-    def steer_lm_input(self, h: Tensor, gate: Tensor) -> Tensor:
-        """The LM head's input with the refusal head on the gated rows; other rows returned untouched."""
-        steered = self.head(h, 1.0)
-        mask = gate.to(h.device).reshape(gate.shape + (1,) * (h.ndim - 1))
-        return torch.where(mask, steered, h)
+        Returns:
+            float32 on ``h_last``'s device.
+        """
+        return torch.softmax(self.prober(h_last), dim=-1)[:, 1]
+
+    def steer_lm_input(
+        self, h: Float[Tensor, "batch *pos d_model"], gate: Bool[Tensor, " batch"]
+    ) -> Float[Tensor, "batch *pos d_model"]:
+        """The LM head's input with the refusal head on the gated rows; other rows returned untouched.
+
+        Returns:
+            Same shape, device and dtype as ``h``.
+        """
+        return steered_input(h, self.head.matrix_on(h.device), self.epsilon, gate)
+
+    def gate_spec(self, model: Any) -> GateSpec:
+        """What every backend adapter needs to run this AutoSteer on ``model`` (paths, settings, functions)."""
+        spec = resolve(model)
+        return GateSpec(
+            layers=self.layers,
+            layers_path=spec.layers_path,
+            lm_head_path=spec.row.lm_head_path,
+            threshold=self.threshold,
+            every_step=self.gate_mode == "every_step",
+            epsilon=self.epsilon,
+            p_harmful=self.p_harmful,
+            refusal_matrix=self.head.matrix_on,
+            eos_token_ids=eos_token_ids(model),
+            image_token_id=spec.image_token_id,
+        )
 
     # ---------------------------------------------------------------------------------------------- checks
 
@@ -249,17 +245,16 @@ class AutoSteer:
         """Gate and steer inside ``with model.trace(...)`` or ``with model.generate(...) as tracer``.
 
         In a trace (one forward pass), call ``steer.apply(model)``. In generation, pass the tracer and the
-        number of steps to steer (``max_new_tokens``): ``steer.apply(model, tracer, steps=n)``; the prober
-        decides in the prefill step and the head acts on the gated rows at every step. Generate exactly
-        ``steps`` tokens (``min_new_tokens=max_new_tokens=steps``): nnsight does not run code placed after a
-        loop over steps that never come, so saving the result would be skipped. Batches must be
-        left-padded (as :func:`~autosteer_interp.models.wrap` sets up), so position -1 is each row's last
-        prompt token. Composable: read or patch any activation before or after the call, in execution order.
+        number of tokens to generate: ``steer.apply(model, tracer, steps=max_new_tokens)``. Each row is decided at
+        its last real prompt token (left or right padding; chunked prefill included) and the head acts on the
+        gated rows at every later pass. Generate exactly ``steps`` tokens (``min_new_tokens=max_new_tokens``):
+        nnsight does not run code placed after a loop over steps that never come. Composable: read or patch any
+        activation before or after the call, in execution order.
 
         Args:
             model: The nnsight-wrapped model being traced.
             tracer: The generation tracer (``None`` for a single forward pass).
-            steps: Generated steps to steer (required with ``tracer``).
+            steps: Tokens to generate (required with ``tracer``).
 
         Returns:
             A :class:`SteerReport` whose tensors are saved (readable after the ``with`` block).
@@ -268,28 +263,8 @@ class AutoSteer:
             InvalidInputError: If called outside a trace, or with a tracer but no ``steps``.
         """
         self._check_tracing(model)
-        if tracer is not None and (not isinstance(steps, int) or steps < 1):
-            raise InvalidInputError(f"with a generation tracer, pass steps=max_new_tokens (>= 1), got {steps!r}.")
-        if tracer is None:
-            return self.apply_head(model, self.read_gate(model))
         self.check_model(model)
-        spec = resolve(model)
-        lm_head = get_module(model, spec.row.lm_head_path)
-        report = nnsight.save(SteerReport(p_harmful=torch.empty(0), gate=torch.empty(0, dtype=torch.bool)))
-        return gate_and_steer(
-            tracer.iter[:steps],
-            lambda: self.p_harmful(self._read_layers(model)),
-            self.steer_lm_input,
-            lm_head,
-            self.threshold,
-            self.gate_mode == "every_step",
-            report,
-        )
-
-    def _read_layers(self, model: Any) -> Tensor:
-        """``[batch, n_layers, d_model]``: the inputs of :attr:`layers` at the last position (in a trace)."""
-        decoder_layers = get_module(model, resolve(model).layers_path)
-        return torch.stack([decoder_layers[layer].input[:, -1] for layer in self.layers], dim=1)
+        return tracing.gate_and_steer(model, self.gate_spec(model), tracer, steps)
 
     def read_gate(self, model: Any) -> SteerReport:
         """First half of :meth:`apply` in a single-pass trace: read the gate's layers and decide per sample.
@@ -299,15 +274,12 @@ class AutoSteer:
         """
         self._check_tracing(model)
         self.check_model(model)
-        p = self.p_harmful(self._read_layers(model))
-        return nnsight.save(SteerReport(p_harmful=p, gate=p > self.threshold))
+        return tracing.read_gate(model, self.gate_spec(model))
 
     def apply_head(self, model: Any, report: SteerReport) -> SteerReport:
         """Second half of :meth:`apply`: the refusal head on the LM-head input of the gated rows."""
         self._check_tracing(model)
-        lm_head = get_module(model, resolve(model).row.lm_head_path)
-        lm_head.input = self.steer_lm_input(lm_head.input, report.gate)
-        return report
+        return tracing.apply_head(model, self.gate_spec(model), report)
 
     @staticmethod
     def _check_tracing(model: Any) -> None:
@@ -319,63 +291,22 @@ class AutoSteer:
 
     # ---------------------------------------------------------------------------------------------- hooks
 
-    def attach(self, model: Any) -> "SteerHandle":
+    def attach(self, model: Any) -> SteerHandle:
         """Install AutoSteer on a plain Hugging Face model with PyTorch hooks (no nnsight), e.g. for serving.
 
-        Works with ``model(...)`` and ``model.generate(...)``: each new sequence (empty key/value cache) is
-        gated in its prefill pass; the head then acts on the gated rows at every step. Inputs must be
-        left-padded.
+        Works with ``model(...)`` and ``model.generate(...)`` (cache on or off, chunked prefill, left or right
+        padding): each row is decided at its last real prompt token and the head acts on the gated rows at every
+        later step. Autograd is kept.
 
         Args:
             model: A Hugging Face model or an nnsight wrapper (its underlying module gets the hooks).
 
         Returns:
-            A :class:`SteerHandle`; ``remove()`` it (or use ``with``) to restore the model.
+            A :class:`SteerHandle`; ``remove()`` it (or use ``with``) to restore the model; ``handle.report`` is
+            the gate of the current (or last) sequence.
         """
         self.check_model(model)
-        module = unwrap(model)
-        spec = resolve(module)
-        state = SteerHandle.State()
-
-        def on_model(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            cache = kwargs.get("cache", kwargs.get("past_key_values"))
-            if cache is None or cache.get_seq_length() == 0:
-                state.gate = None  # a new sequence: decide again
-
-        read: dict[int, Tensor] = {}
-
-        def on_layer(layer: int) -> Any:
-            def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-                if state.gate is not None and self.gate_mode == "prefill":
-                    return  # decided in this sequence's prefill pass
-                read[layer] = (args[0] if args else kwargs["hidden_states"])[:, -1]
-                if layer != self.layers[-1]:
-                    return  # the deepest gate layer decides
-                with torch.no_grad():
-                    p = self.p_harmful(torch.stack([read.pop(index) for index in self.layers], dim=1))
-                if state.gate is None:
-                    state.p_harmful, state.gate = p, p > self.threshold
-                elif self.gate_mode == "every_step":
-                    state.gate = state.gate | (p > self.threshold)
-
-            return hook
-
-        def on_lm_head(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            if state.gate is None or not bool(state.gate.any()):
-                return None
-            with torch.no_grad():
-                return (self.steer_lm_input(args[0], state.gate), *args[1:])
-
-        decoder_layers = get_module(module, spec.layers_path)
-        handles = [
-            module.register_forward_pre_hook(on_model, with_kwargs=True),
-            *(
-                decoder_layers[layer].register_forward_pre_hook(on_layer(layer), with_kwargs=True)
-                for layer in self.layers
-            ),
-            get_module(module, spec.row.lm_head_path).register_forward_pre_hook(on_lm_head),
-        ]
-        return SteerHandle(state, handles)
+        return attach_gate(model, self.gate_spec(model))
 
     def generate(
         self, model: Any, prompts: Sequence[Prompt], batch_size: int = 8, **generation_kwargs: Any
@@ -398,17 +329,15 @@ class AutoSteer:
         kwargs.setdefault("pad_token_id", model.tokenizer.pad_token_id)
         texts, p_all, gate_all, ids_all = [], [], [], []
         hf_model: Any = unwrap(model)
-        handle = self.attach(model)
-        with handle:
+        with self.attach(model) as handle:
             for start in range(0, len(prompts), batch_size):
                 inputs = encode_prompts(model, prompts[start : start + batch_size])
                 with torch.no_grad():
                     out = hf_model.generate(**inputs, **kwargs)
-                new = out[:, inputs["input_ids"].shape[1] :]
+                new = out[:, inputs["input_ids"].shape[1] :].cpu()
                 texts += model.tokenizer.batch_decode(new, skip_special_tokens=True)
-                assert handle.state.p_harmful is not None and handle.state.gate is not None
-                p_all.append(handle.state.p_harmful)
-                gate_all.append(handle.state.gate)
+                p_all.append(handle.report.p_harmful.cpu())
+                gate_all.append(handle.report.gate.cpu())
                 ids_all += list(new)
         width = max(len(row) for row in ids_all)
         token_ids = torch.full((len(ids_all), width), model.tokenizer.pad_token_id, dtype=torch.long)
@@ -578,18 +507,3 @@ def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int] | No
     if not chosen or len(set(chosen)) != len(chosen):
         raise InvalidInputError(f"probe_layers must be an int or distinct layer indices, got {probe_layers!r}.")
     return [spec.check_layer(layer) for layer in chosen]
-
-
-class SteerHandle(HookHandle):
-    """Hooks installed by :meth:`AutoSteer.attach`, with the gate of the current sequence in ``state``."""
-
-    @dataclass
-    class State:
-        """The gate of the sequence being generated (``None`` before its prefill pass)."""
-
-        p_harmful: Tensor | None = None
-        gate: Tensor | None = None
-
-    def __init__(self, state: "SteerHandle.State", handles: list[Any]) -> None:
-        super().__init__(*handles)
-        self.state = state

@@ -1,4 +1,4 @@
-"""Collect residual-stream activations at the last prompt token, for many prompts and layers.
+"""Collect residual-stream activations at the last prompt token, and the LM-head inputs the refusal head trains on.
 
 "Layer L" means the input of decoder layer ``L`` (== Hugging Face ``output_hidden_states[L]``), 0-based.
 Activations are read in the prefill pass with nnsight traces, one trace per batch, and the forward pass is
@@ -14,57 +14,23 @@ Example:
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nnsight
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._prefill import prepare_prefill
 from .architectures import ArchSpec, get_module, resolve
+from .containers import LayerActivations, TokenCache
 from .errors import InvalidInputError
 from .prompts import Prompt, encode_prompts
 
-__all__ = ["LayerActivations", "collect_activations", "last_prompt_positions"]
-
-
-@dataclass
-class LayerActivations:
-    """Residual-stream vectors of ``n_samples`` prompts at ``n_layers`` layers.
-
-    Attributes:
-        values: ``[n_samples, n_layers, d_model]``, float32 (memory-mapped when streamed to disk).
-        layers: The decoder-layer index of each slice along ``n_layers``.
-    """
-
-    values: Float[Tensor, "n_samples n_layers d_model"]
-    layers: list[int]
-
-    def at(self, layer: int) -> Float[Tensor, "n_samples d_model"]:
-        """The ``[n_samples, d_model]`` slice of one decoder layer.
-
-        Raises:
-            InvalidInputError: If ``layer`` was not collected.
-        """
-        if layer not in self.layers:
-            raise InvalidInputError(f"layer {layer} was not collected; collected layers: {self.layers}.")
-        return self.values[:, self.layers.index(layer)]
-
-    def select(self, layers: Sequence[int]) -> Float[Tensor, "n_samples n_selected d_model"]:
-        """The ``[n_samples, len(layers), d_model]`` slices of several decoder layers, in the order given.
-
-        Raises:
-            InvalidInputError: If a layer was not collected.
-        """
-        missing = [layer for layer in layers if layer not in self.layers]
-        if missing:
-            raise InvalidInputError(f"layers {missing} were not collected; collected layers: {self.layers}.")
-        return self.values[:, [self.layers.index(layer) for layer in layers]]
+__all__ = ["LayerActivations", "TokenCache", "cache_lm_head_inputs", "collect_activations", "last_prompt_positions"]
 
 
 def last_prompt_positions(
@@ -186,3 +152,54 @@ def collect_activations(
     if stream_to is not None:
         buffer.flush()
     return LayerActivations(values=values, layers=layers)
+
+
+def cache_lm_head_inputs(
+    model: Any,
+    prompts: Sequence[Prompt],
+    targets: Tensor,
+    batch_size: int = 16,
+    progress: bool = True,
+    share_prefix: bool = True,
+) -> TokenCache:
+    """Run the frozen model once over ``prompt + target`` (teacher forcing) and keep the LM-head inputs.
+
+    Args:
+        model: A wrapped model (:func:`~autosteer_interp.models.load_model`).
+        prompts: The prompts.
+        targets: ``[n_targets]`` token ids appended to every prompt, or ``[n_prompts, n_targets]`` one row each.
+        batch_size: Prompts per forward pass.
+        progress: Show a progress bar.
+        share_prefix: Run the prefix shared by a batch once (see :mod:`autosteer_interp._prefill`).
+
+    Returns:
+        The LM-head inputs at the positions that predict each target token, and those tokens.
+    """
+    if len(prompts) == 0:
+        raise InvalidInputError("expected at least one prompt, got an empty list.")
+    targets = targets.expand(len(prompts), -1) if targets.ndim == 1 else targets
+    if targets.shape[0] != len(prompts):
+        raise InvalidInputError(f"got {targets.shape[0]} target rows for {len(prompts)} prompts.")
+    n_targets = targets.shape[1]
+    spec = resolve(model)
+    lm_head = get_module(model, spec.row.lm_head_path)
+    hidden, labels = [], []
+    with tqdm(total=len(prompts), desc="caching", unit="prompt", disable=not progress) as bar:
+        for start in range(0, len(prompts), batch_size):
+            inputs = encode_prompts(model, prompts[start : start + batch_size])
+            batch_targets = targets[start : start + batch_size].to(inputs["input_ids"].device)
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], batch_targets], dim=1)
+            inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(batch_targets)], dim=1)
+            inputs, row_mask = prepare_prefill(model, inputs, spec.image_token_id, share_prefix)
+            # position t predicts token t + 1: the n_targets positions before each row's last token
+            last = last_prompt_positions(inputs["input_ids"], row_mask)
+            positions = last[:, None] - n_targets + torch.arange(n_targets, device=last.device)
+            rows = torch.arange(len(last), device=last.device)[:, None]
+            with torch.no_grad(), model.trace(**inputs) as tracer:
+                h = lm_head.input
+                states = nnsight.save(h[rows.to(h.device), positions.to(h.device)].float().cpu())
+                tracer.stop()
+            hidden.append(states.reshape(-1, states.shape[-1]))
+            labels.append(batch_targets.reshape(-1).cpu())
+            bar.update(len(batch_targets))
+    return TokenCache(hidden=torch.cat(hidden), labels=torch.cat(labels))

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,12 @@ def _clean_json(value: Any) -> Any:
 
 
 def write_artifact(
-    directory: str | Path, kind: str, config: dict[str, Any], tensors: dict[str, Tensor], overwrite: bool = False
+    directory: str | Path,
+    kind: str,
+    config: dict[str, Any],
+    tensors: dict[str, Tensor],
+    overwrite: bool = False,
+    parts: dict[str, Callable[[Path], Any]] | None = None,
 ) -> Path:
     """Save an artefact folder atomically.
 
@@ -167,6 +173,8 @@ def write_artifact(
         config: JSON-serialisable fields (provenance included by the caller).
         tensors: Named tensors (stored as contiguous CPU tensors).
         overwrite: Replace an existing artefact at ``directory``.
+        parts: Sub-artefacts, ``name -> save(folder)``: each writes its own artefact into ``directory/name``
+            inside the same atomic swap (so a composite is replaced whole or not at all).
 
     Returns:
         The target folder.
@@ -201,6 +209,8 @@ def write_artifact(
             path.chmod(0o666 & ~umask)
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
+        for name, save_part in (parts or {}).items():
+            save_part(staging / name)
         staging.chmod(0o777 & ~umask)
         _swap_in(staging, target)
     except ArtifactError:

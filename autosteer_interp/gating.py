@@ -125,9 +125,12 @@ def forward_pass_inputs(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Te
         ids = args[0]
     embeds = kwargs.get("inputs_embeds")
     n_new = ids.shape[1] if ids is not None else embeds.shape[1]
+    mask = kwargs.get("attention_mask")
+    if ids is None and mask is None:  # embeddings without a mask: every position is real
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
     cache = kwargs.get("cache", kwargs.get("past_key_values"))
     past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
-    return ids, kwargs.get("attention_mask"), past, n_new
+    return ids, mask, past, n_new
 
 
 @no_type_check
@@ -146,7 +149,7 @@ def layer_pass_inputs(kwargs: dict[str, Any], n_new: int) -> tuple[Tensor | None
     if mask is None:
         return None, 0
     if mask.ndim == 4:
-        row = mask[:, 0, -1, :]
+        row = mask.select(1, 0).select(1, -1)
         mask = row if row.dtype == torch.bool else row == 0
     return mask.bool(), max(mask.shape[-1] - n_new, 0)
 
@@ -168,8 +171,8 @@ class PassPlan:
 
     def gather(self, hidden: Tensor) -> Tensor:
         """``[batch, d_model]``: ``hidden[row, positions[row]]`` for a ``[batch, pos, d_model]`` layer input."""
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return hidden[rows, self.positions.to(hidden.device)]
+        index = self.positions.to(hidden.device).reshape(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+        return hidden.gather(1, index).squeeze(1)
 
 
 @no_type_check
@@ -223,7 +226,8 @@ class GateState:
 
     def _start(self, prompt_width: int, batch: int, ids: Tensor | None, past: int) -> None:
         self._prompt_width, self._batch = prompt_width, batch
-        self._prompt_ids = ids[:, :prompt_width] if ids is not None and past == 0 else None
+        usable = ids is not None and past == 0 and ids.shape[1] >= prompt_width
+        self._prompt_ids = ids.narrow(1, 0, prompt_width) if usable else None
         self._candidates, self._has_candidate, self._finished = None, None, None
         self.report.p_harmful = torch.empty(0)
         self.report.gate = torch.empty(0, dtype=torch.bool)
@@ -238,7 +242,7 @@ class GateState:
             prompt is not None
             and ids is not None
             and total > prompt.shape[1]
-            and torch.equal(ids[:, : prompt.shape[1]].to(prompt.device), prompt)
+            and torch.equal(ids.narrow(1, 0, prompt.shape[1]).to(prompt.device), prompt)
         )
 
     @property
@@ -292,15 +296,15 @@ class GateState:
         mask = mask.bool()
         if mask.shape[1] < total:  # a mask of the new positions only: earlier ones are real
             mask = torch.cat([torch.ones(batch, total - mask.shape[1], dtype=torch.bool, device=mask.device), mask], 1)
-        return mask[:, :total]
+        return mask.narrow(1, 0, total)
 
     def _prefill_plan(self, ids: Tensor | None, mask: Tensor, past: int, total: int) -> PassPlan | None:
         end = min(total, self._prompt_width)
         if end <= past:  # the prompt ended before this pass (cannot happen before a decision, kept safe)
             return None
-        real = mask[:, past:end]
+        real = mask.narrow(1, past, end - past)
         if ids is not None and self.image_token_id is not None:
-            real = real & (ids[:, : end - past].to(real.device) != self.image_token_id)
+            real = real & (ids.narrow(1, 0, end - past).to(real.device) != self.image_token_id)
         positions = torch.arange(end - past, device=real.device)
         last = torch.where(real, positions, -1).amax(dim=-1)
         return PassPlan(positions=last.clamp_min(0), rows=last >= 0, decides=total >= self._prompt_width)
@@ -310,7 +314,8 @@ class GateState:
     ) -> PassPlan | None:
         finished = self._finished if self._finished is not None else torch.zeros(batch, dtype=torch.bool, device=device)
         if ids is not None and self.eos_token_ids:
-            fed = ids[:, max(self._prompt_width - past, 0) :]  # generated tokens fed in this pass
+            start = max(self._prompt_width - past, 0)
+            fed = ids.narrow(1, start, ids.shape[1] - start)  # generated tokens fed in this pass
             eos = torch.tensor(self.eos_token_ids, device=fed.device)
             finished = finished.to(fed.device) | torch.isin(fed, eos).any(dim=-1)
         self._finished = finished
@@ -336,7 +341,7 @@ class GateState:
             if self._candidates is None:
                 self._candidates, self._has_candidate = reads, rows
             else:
-                keep = rows[:, None]
+                keep = rows.unsqueeze(1)
                 self._candidates = [torch.where(keep, new, old.to(device)) for new, old in zip(reads, self._candidates)]
                 self._has_candidate = self._has_candidate.to(device) | rows
             if plan.decides:

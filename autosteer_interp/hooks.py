@@ -120,13 +120,12 @@ def attach_gate(model: Any, spec: GateSpec, state: GateState | None = None) -> G
         return (steered_input(h, spec.refusal_matrix(h.device), spec.epsilon, gate), *args[1:])
 
     decoder_layers = get_module(module, spec.layers_path)
-    handles: list[Any] = [
+    handles: list[Any] = [_GenerateWrapper(module, state.expect)] if callable(getattr(module, "generate", None)) else []
+    handles += [
         module.register_forward_pre_hook(on_model, with_kwargs=True),
         *(decoder_layers[layer].register_forward_pre_hook(on_layer(layer), with_kwargs=True) for layer in spec.layers),
-        get_module(module, spec.lm_head_path).register_forward_pre_hook(on_lm_head),
+        get_module(module, spec.lm_head_path).register_forward_pre_hook(on_lm_head),  # last (benchmarks rely on it)
     ]
-    if callable(getattr(module, "generate", None)):
-        handles.append(_GenerateWrapper(module, state.expect))
     return GateHandle(state, handles)
 
 

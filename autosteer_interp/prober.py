@@ -35,8 +35,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from ._plotting import finish_figure, new_figure
-from .activations import LayerActivations
 from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
+from .containers import LayerActivations
 from .errors import ArtifactError, InvalidInputError
 
 __all__ = ["ProberConfig", "ProberMetrics", "SafetyProber", "probe_sweep", "ProbeSweep"]
@@ -256,7 +256,7 @@ class SafetyProber(nn.Module):
         return x
 
     def _standardised(self, h: Tensor) -> Float[Tensor, "batch n_layers d_model"]:
-        stacked = h[:, None] if h.ndim == 2 else h
+        stacked = h.unsqueeze(1) if h.ndim == 2 else h
         if stacked.shape[1:] != self.mean.shape:
             raise InvalidInputError(
                 f"the prober reads {self.n_layers} layer(s) of width {self.d_model}, got activations of shape "

@@ -17,29 +17,25 @@ Example:
     True
 """
 
-import copy
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import nnsight
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._prefill import prepare_prefill
-from .activations import last_prompt_positions
 from .architectures import get_module, resolve, unwrap
 from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
+from .containers import TokenCache
 from .errors import ArtifactError, InvalidInputError
 from .gating import steered_input
 from .hooks import HookHandle, attach_head
-from .prompts import Prompt, encode_prompts
 
-__all__ = ["DEFAULT_REFUSAL", "RefusalHead", "RefusalHeadConfig", "HookHandle", "cache_lm_head_inputs"]
+__all__ = ["DEFAULT_REFUSAL", "RefusalHead", "RefusalHeadConfig", "HookHandle"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,103 +94,11 @@ class RefusalHeadConfig:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
-@dataclass
-class TokenCache:
-    """LM-head inputs at target positions and the tokens they must predict.
-
-    Attributes:
-        hidden: ``[n_tokens, d_model]`` LM-head inputs (float32).
-        labels: ``[n_tokens]`` the next token at each position.
-        is_retain: ``[n_tokens]`` ``True`` for retain-set tokens.
-    """
-
-    hidden: Float[Tensor, "n_tokens d_model"]
-    labels: Int[Tensor, " n_tokens"]
-    is_retain: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
-
-
 def _lm_head(model: Any) -> nn.Linear:
     module = get_module(unwrap(model), resolve(model).row.lm_head_path)
     if not isinstance(module, nn.Linear):
         raise InvalidInputError(f"expected the LM head to be nn.Linear, got {type(module).__name__}.")
     return module
-
-
-def cache_lm_head_inputs(
-    model: Any,
-    prompts: Sequence[Prompt],
-    targets: Tensor,
-    batch_size: int = 16,
-    progress: bool = True,
-    share_prefix: bool = True,
-) -> TokenCache:
-    """Run the frozen model once over ``prompt + target`` (teacher forcing) and keep the LM-head inputs.
-
-    Args:
-        model: A wrapped model (:func:`~autosteer_interp.models.load_model`).
-        prompts: The prompts.
-        targets: ``[n_targets]`` token ids appended to every prompt, or ``[n_prompts, n_targets]`` one row each.
-        batch_size: Prompts per forward pass.
-        progress: Show a progress bar.
-        share_prefix: Run the prefix shared by a batch once (see :mod:`autosteer_interp._prefill`).
-
-    Returns:
-        The LM-head inputs at the positions that predict each target token, and those tokens.
-    """
-    if len(prompts) == 0:
-        raise InvalidInputError("expected at least one prompt, got an empty list.")
-    targets = targets.expand(len(prompts), -1) if targets.ndim == 1 else targets
-    if targets.shape[0] != len(prompts):
-        raise InvalidInputError(f"got {targets.shape[0]} target rows for {len(prompts)} prompts.")
-    n_targets = targets.shape[1]
-    spec = resolve(model)
-    lm_head = get_module(model, spec.row.lm_head_path)
-    hidden, labels = [], []
-    with tqdm(total=len(prompts), desc="caching", unit="prompt", disable=not progress) as bar:
-        for start in range(0, len(prompts), batch_size):
-            inputs = encode_prompts(model, prompts[start : start + batch_size])
-            batch_targets = targets[start : start + batch_size].to(inputs["input_ids"].device)
-            inputs["input_ids"] = torch.cat([inputs["input_ids"], batch_targets], dim=1)
-            inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(batch_targets)], dim=1)
-            inputs, row_mask = prepare_prefill(model, inputs, spec.image_token_id, share_prefix)
-            # position t predicts token t + 1: the n_targets positions before each row's last token
-            last = last_prompt_positions(inputs["input_ids"], row_mask)
-            positions = last[:, None] - n_targets + torch.arange(n_targets, device=last.device)
-            rows = torch.arange(len(last), device=last.device)[:, None]
-            with torch.no_grad(), model.trace(**inputs) as tracer:
-                h = lm_head.input
-                states = nnsight.save(h[rows.to(h.device), positions.to(h.device)].float().cpu())
-                tracer.stop()
-            hidden.append(states.reshape(-1, states.shape[-1]))
-            labels.append(batch_targets.reshape(-1).cpu())
-            bar.update(len(batch_targets))
-    return TokenCache(hidden=torch.cat(hidden), labels=torch.cat(labels))
-
-
-def _target_ids(model: Any, target: str) -> Tensor:
-    tokenizer = model.tokenizer
-    ids = tokenizer(target, add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        ids = [*ids, tokenizer.eos_token_id]
-    return torch.tensor(ids, dtype=torch.long)
-
-
-def _own_continuations(model: Any, prompts: Sequence[Prompt], n_tokens: int, batch_size: int) -> Tensor:
-    """The unsteered model's greedy continuations, exactly ``n_tokens`` long."""
-    rows = []
-    hf_model: Any = unwrap(model)
-    for start in range(0, len(prompts), batch_size):
-        inputs = encode_prompts(model, prompts[start : start + batch_size])
-        with torch.no_grad():
-            out = hf_model.generate(
-                **inputs,
-                max_new_tokens=n_tokens,
-                min_new_tokens=n_tokens,
-                do_sample=False,
-                pad_token_id=model.tokenizer.pad_token_id,
-            )
-        rows.append(out[:, inputs["input_ids"].shape[1] :].cpu())
-    return torch.cat(rows)
 
 
 class RefusalHead(nn.Module):
@@ -261,9 +165,9 @@ class RefusalHead(nn.Module):
     def fit(
         cls,
         model: Any,
-        harmful_prompts: Sequence[Prompt],
+        harmful_prompts: Sequence[Any],
         config: RefusalHeadConfig | None = None,
-        retain_prompts: Sequence[Prompt] | None = None,
+        retain_prompts: Sequence[Any] | None = None,
         progress: bool = True,
     ) -> "RefusalHead":
         """Fit ``S`` so that the model answers ``harmful_prompts`` with the refusal target.
@@ -278,26 +182,9 @@ class RefusalHead(nn.Module):
         Returns:
             The fitted head (``history`` holds the loss per epoch).
         """
-        config = copy.deepcopy(config) if config is not None else RefusalHeadConfig()
-        if len(harmful_prompts) == 0:
-            raise InvalidInputError("expected at least one harmful prompt, got an empty list.")
-        spec = resolve(model)
-        cache = cache_lm_head_inputs(
-            model, harmful_prompts, _target_ids(model, config.target), config.forward_batch_size, progress
-        )
-        cache.is_retain = torch.zeros(len(cache.labels), dtype=torch.bool)
-        if retain_prompts:
-            targets = _own_continuations(model, retain_prompts, config.retain_tokens, config.forward_batch_size)
-            retain = cache_lm_head_inputs(model, retain_prompts, targets, config.forward_batch_size, progress)
-            cache = TokenCache(
-                hidden=torch.cat([cache.hidden, retain.hidden]),
-                labels=torch.cat([cache.labels, retain.labels]),
-                is_retain=torch.cat([cache.is_retain, torch.ones(len(retain.labels), dtype=torch.bool)]),
-            )
-        head = cls(spec.d_model, config.epsilon, config)
-        head.fit_on_cache(cache, _lm_head(model), progress=progress)
-        head.provenance = ModelProvenance.of(model)
-        return head
+        from .fit import fit_refusal_head  # the pipeline (model, prompts) lives above the maths
+
+        return fit_refusal_head(model, harmful_prompts, config, retain_prompts, progress)
 
     def fit_on_cache(self, cache: TokenCache, lm_head: nn.Linear, progress: bool = False) -> list[float]:
         """Fit ``S`` on cached LM-head inputs with cross-entropy (retain tokens weighted by ``retain_weight``).
@@ -323,11 +210,8 @@ class RefusalHead(nn.Module):
             total = 0.0
             for start in range(0, len(order), config.batch_size):
                 batch = order[start : start + config.batch_size]
-                logits = nn.functional.linear(self(cache.hidden[batch].to(device)), weight, bias)
-                losses = nn.functional.cross_entropy(logits, cache.labels[batch].to(device), reduction="none")
-                if token_weight is not None:
-                    losses = losses * token_weight[batch.to(device)]
-                loss = losses.mean()
+                batch_weight = token_weight[batch.to(device)] if token_weight is not None else None
+                loss = self.batch_loss(cache.hidden[batch], cache.labels[batch], weight, bias, batch_weight)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -335,6 +219,26 @@ class RefusalHead(nn.Module):
             self.history.append(total / len(order))
             logger.info("refusal head: epoch loss %.4f", self.history[-1])
         return self.eval().history
+
+    def batch_loss(
+        self,
+        hidden: Float[Tensor, "n_tokens d_model"],
+        labels: Int[Tensor, " n_tokens"],
+        weight: Float[Tensor, "d_vocab d_model"],
+        bias: Float[Tensor, " d_vocab"] | None = None,
+        token_weight: Float[Tensor, " n_tokens"] | None = None,
+    ) -> Float[Tensor, ""]:
+        """Mean cross-entropy of the steered LM head on cached inputs, on ``weight``'s device.
+
+        ``hidden`` and ``labels`` may live elsewhere (a CPU cache): they are moved to the LM head's device; ``S``
+        receives its gradient wherever it lives.
+        """
+        device = weight.device
+        logits = nn.functional.linear(self(hidden.to(device)), weight, bias)
+        losses = nn.functional.cross_entropy(logits, labels.to(device), reduction="none")
+        if token_weight is not None:
+            losses = losses * token_weight.to(device)
+        return losses.mean()
 
     # ---------------------------------------------------------------------------------------------- hooks
 

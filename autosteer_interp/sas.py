@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ._plotting import finish_figure, new_figure
-from .activations import LayerActivations
+from .containers import LayerActivations
 from .errors import InvalidInputError
 
 __all__ = ["LayerScores", "safety_awareness_scores"]

@@ -17,9 +17,8 @@ Example:
 
 import copy
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,25 +27,20 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from . import tracing
-from .activations import collect_activations
 from .architectures import resolve, unwrap
 from .artifacts import provenance_of_artifact, read_artifact, write_artifact
 from .errors import ArtifactError, InvalidInputError
-from .gate import GateData, train_gate
 from .gating import GateReport, GateSpec, steered_input
 from .hooks import GateHandle, attach_gate
-from .prober import ProberConfig, ProberMetrics, SafetyProber
+from .prober import ProberConfig, SafetyProber
 from .prompts import Prompt, PromptPair, encode_prompts
 from .refusal_head import RefusalHead, RefusalHeadConfig
-from .sas import LayerScores, safety_awareness_scores
 
-__all__ = ["AutoSteer", "FitSummary", "GenerationResult", "SteerHandle", "SteerReport", "eos_token_ids"]
+__all__ = ["AutoSteer", "GenerationResult", "SteerHandle", "SteerReport", "eos_token_ids"]
 
 logger = logging.getLogger(__name__)
 
 GateMode = Literal["prefill", "every_step"]
-DEFAULT_PROBE_LAYERS = 3
-"""How many of the best SAS layers the gate reads by default (the paper: 1; see benchmarks/eval_gate.py)."""
 _GATE_MODES = ("prefill", "every_step")
 
 
@@ -74,38 +68,6 @@ class GenerationResult:
     token_ids: Tensor
 
 
-@dataclass
-class FitSummary:
-    """What :meth:`AutoSteer.fit` did.
-
-    Attributes:
-        sas: Safety Awareness Scores of the candidate layers.
-        layers: The layers the gate reads.
-        validation: Gate metrics on the held-out part of the gate data (after calibration, if any).
-        head_loss: Refusal-head training loss per epoch.
-        seconds: Wall time per stage.
-        gate_data: Number of prompts in each part of the gate data (training and held-out).
-    """
-
-    sas: LayerScores
-    layers: list[int]
-    validation: ProberMetrics
-    head_loss: list[float]
-    seconds: dict[str, float] = field(default_factory=dict)
-    gate_data: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {
-            "sas": self.sas.to_dict(),
-            "layers": self.layers,
-            "validation": self.validation.to_dict(),
-            "head_loss": self.head_loss,
-            "seconds": self.seconds,
-            "gate_data": self.gate_data,
-        }
-
-
 def eos_token_ids(model: Any) -> tuple[int, ...]:
     """End-of-sequence ids of a model: its generation config's and its tokenizer's (a row fed one has finished)."""
     ids: set[int] = set()
@@ -118,10 +80,19 @@ def eos_token_ids(model: Any) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def _check_threshold(threshold: Any) -> float:
+_PROBER_PART, _HEAD_PART = "prober", "refusal_head"
+"""Sub-folders of an AutoSteer artefact."""
+
+
+def _with_threshold(prober: SafetyProber, threshold: Any) -> SafetyProber:
+    """The same prober (shared parameters) with another decision threshold."""
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise InvalidInputError(f"threshold must be a number in [0, 1], got {threshold!r}.")
-    return float(threshold)
+    if float(threshold) == prober.threshold:
+        return prober
+    clone = copy.copy(prober)
+    clone.config = replace(prober.config, threshold=float(threshold))
+    return clone
 
 
 class AutoSteer:
@@ -156,18 +127,22 @@ class AutoSteer:
             )
         if gate_mode not in _GATE_MODES:
             raise InvalidInputError(f"gate_mode must be one of {_GATE_MODES}, got {gate_mode!r}.")
-        self.prober = prober
+        self.prober = prober if threshold is None else _with_threshold(prober, threshold)
         self.head = head
-        self.threshold = _check_threshold(prober.threshold if threshold is None else threshold)
         self.gate_mode: GateMode = gate_mode
         self.provenance = prober.provenance or head.provenance
-        self.summary: FitSummary | None = None
+        self.summary: Any = None  # a fit.FitSummary after AutoSteer.fit
 
     def to(self, *args: Any, **kwargs: Any) -> "AutoSteer":
         """Move (or cast) the prober and the head, like ``nn.Module.to``; returns ``self``."""
         self.prober.to(*args, **kwargs)
         self.head.to(*args, **kwargs)
         return self
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold on P(harmful): the prober's (stored once)."""
+        return self.prober.threshold
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -194,7 +169,7 @@ class AutoSteer:
         Returns:
             float32 on ``h_last``'s device.
         """
-        return torch.softmax(self.prober(h_last), dim=-1)[:, 1]
+        return torch.softmax(self.prober(h_last), dim=-1).select(-1, 1)
 
     def steer_lm_input(
         self, h: Float[Tensor, "batch *pos d_model"], gate: Bool[Tensor, " batch"]
@@ -352,115 +327,85 @@ class AutoSteer:
         cls,
         model: Any,
         pairs: Sequence[PromptPair],
-        candidate_layers: Sequence[int] | None = None,
-        probe_layers: int | Sequence[int] | None = None,
-        prober_config: ProberConfig | None = None,
-        head_config: RefusalHeadConfig | None = None,
+        config: Any = None,
         gate_pairs: Sequence[PromptPair] | None = None,
         extra_negatives: Sequence[Prompt] | None = None,
-        builtin_gate_data: bool = True,
-        wrap_pairs: bool = True,
-        max_wrapped: int | None = 512,
-        calibrate_fpr: float | None = None,
-        validation_fraction: float = 0.2,
-        gate_mode: GateMode = "prefill",
-        batch_size: int = 16,
-        progress: bool = True,
-        seed: int = 0,
+        **settings: Any,
     ) -> "AutoSteer":
-        """The whole pipeline: activations -> SAS -> prober (the gate) -> refusal head.
+        """The whole pipeline: activations -> SAS -> prober (the gate) -> refusal head (the front door).
 
-        The SAS and the refusal head use ``pairs`` (the method). The gate is trained on more than ``pairs``
-        when asked (the defaults): the project's own gate pairs (harm categories and phrasings VLSafe lacks),
-        wrapped copies of a few hundred pairs in jailbreak-style templates (both sides alike, so the wrapper is never
-        the signal) and borderline-benign requests as extra negatives — all from the built-in TRAINING splits,
-        so :func:`~autosteer_interp.robustness.robustness_families` (test splits) stays unseen. A
-        ``validation_fraction`` of the gate data (whole pairs, with their wrapped copies) is held out from
-        training: the validation metrics and the threshold calibration use it.
+        Runs :func:`~autosteer_interp.fit.fit_autosteer`. Settings come as a
+        :class:`~autosteer_interp.fit.FitConfig` or as its fields by keyword (``candidate_layers=``,
+        ``probe_layers=``, ``prober_config=``, ``head_config=``, ``calibrate_fpr=``, ...; see that class).
 
         Args:
             model: The wrapped model to steer.
-            pairs: Contrastive (harmful, safe) pairs to fit on.
-            candidate_layers: Layers the SAS chooses from (default: ``1..n_layers-1``; the paper: every 4th).
-            probe_layers: The layers the gate reads: ``k`` -> the ``k`` best layers by SAS (``1``: the paper),
-                or an explicit list; default: the :data:`DEFAULT_PROBE_LAYERS` best (fewer if there are fewer
-                candidates), chosen with ``benchmarks/eval_gate.py``.
-            prober_config: Prober settings (default: :class:`~autosteer_interp.prober.ProberConfig`).
-            head_config: Refusal-head settings (default: epsilon 0.1, the standard refusal target).
+            pairs: Contrastive (harmful, safe) pairs to fit on (the SAS and the refusal head use them).
+            config: The settings (default: :class:`~autosteer_interp.fit.FitConfig` with ``settings``).
             gate_pairs: More contrastive pairs for the gate only (not the SAS, not the head).
             extra_negatives: More benign requests for the gate (e.g. your own borderline set).
-            builtin_gate_data: Add the built-in gate pairs and borderline-benign requests (training splits).
-            wrap_pairs: Add wrapped copies of gate pairs, inside training jailbreak wrappers (both sides alike).
-            max_wrapped: Wrap at most this many pairs (seeded random choice; ``None``: all).
-            calibrate_fpr: If set, set the threshold so that this share of held-out benign requests is flagged.
-            validation_fraction: Share of the gate data held out for validation and calibration.
-            gate_mode: See :class:`AutoSteer`.
-            batch_size: Prompts per forward pass.
-            progress: Show progress bars.
-            seed: Seed of the held-out split and the wrapper assignment.
+            **settings: :class:`~autosteer_interp.fit.FitConfig` fields, when ``config`` is not given.
 
         Returns:
-            The fitted AutoSteer; ``summary`` holds a :class:`FitSummary`.
+            The fitted AutoSteer; ``summary`` holds a :class:`~autosteer_interp.fit.FitSummary`.
+
+        Raises:
+            InvalidInputError: Bad settings (unknown names included) or too few pairs, before any work.
         """
-        if len(pairs) < 4:
-            raise InvalidInputError(f"AutoSteer.fit needs at least 4 contrastive pairs, got {len(pairs)}.")
-        if not 0 < validation_fraction < 1:
-            raise InvalidInputError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
-        if calibrate_fpr is not None and not 0 <= calibrate_fpr < 1:
-            raise InvalidInputError(f"calibrate_fpr must be in [0, 1), got {calibrate_fpr!r}.")
-        spec = resolve(model)
-        layers = list(candidate_layers) if candidate_layers is not None else list(range(1, spec.n_layers))
-        for layer in layers:
-            spec.check_layer(layer)
-        seconds: dict[str, float] = {}
-        start = time.perf_counter()
-        harmful = collect_activations(model, [p.harmful for p in pairs], layers, batch_size, progress=progress)
-        safe = collect_activations(model, [p.safe for p in pairs], layers, batch_size, progress=progress)
-        sas = safety_awareness_scores(safe, harmful)
-        gate_layers = _choose_gate_layers(sas, probe_layers, spec)
-        seconds["activations_and_sas"] = time.perf_counter() - start
+        from .fit import FitConfig, fit_autosteer
 
-        start = time.perf_counter()
-        data = GateData.build(
-            pairs, gate_pairs, extra_negatives, builtin_gate_data, wrap_pairs, validation_fraction, seed, max_wrapped
-        )
-        x = data.features(model, pairs, gate_layers, batch_size, progress, pair_activations=(harmful, safe))
-        prober, validation = train_gate(x, gate_layers, prober_config, calibrate_fpr, model)
-        seconds["gate"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        head = RefusalHead.fit(model, [p.harmful for p in pairs], head_config, progress=progress)
-        seconds["refusal_head"] = time.perf_counter() - start
-        steer = cls(prober, head, gate_mode=gate_mode)
-        steer.summary = FitSummary(sas, gate_layers, validation, list(head.history), seconds, data.counts())
-        return steer
+        if config is not None and settings:
+            raise InvalidInputError(f"pass either config= or settings by keyword, not both (got {sorted(settings)}).")
+        return fit_autosteer(model, pairs, config or FitConfig.from_settings(settings), gate_pairs, extra_negatives)
 
     # ---------------------------------------------------------------------------------------------- artefact
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
-        """Save prober and head as one artefact folder (atomic; refuses to overwrite by default)."""
+        """Save as one artefact folder holding the prober's and the head's own artefacts (atomic as a whole).
+
+        Layout: ``config.json`` (kind ``autosteer``: gate mode, base model), ``prober/`` (a
+        :class:`~autosteer_interp.prober.SafetyProber` artefact: its layers and the threshold, stored once) and
+        ``refusal_head/`` (a :class:`~autosteer_interp.refusal_head.RefusalHead` artefact); each part loads alone
+        with its class's ``load``. Refuses to overwrite by default.
+        """
         config = {
-            "d_model": self.prober.d_model,
-            "layers": list(self.layers),
-            "threshold": self.threshold,
-            "epsilon": self.epsilon,
+            "layout": "parts",
             "gate_mode": self.gate_mode,
-            "prober": self.prober.config.to_dict(),
-            "refusal_head": self.head.config.to_dict(),
             "base_model": self.provenance.to_dict() if self.provenance else None,
         }
-        tensors = {f"prober.{name}": t for name, t in self.prober.state_dict().items()}
-        tensors["head.S"] = self.head.S.detach()
-        return write_artifact(directory, self.KIND, config, tensors, overwrite=overwrite)
+        parts = {_PROBER_PART: self.prober.save, _HEAD_PART: self.head.save}
+        return write_artifact(directory, self.KIND, config, {}, overwrite=overwrite, parts=parts)
 
     @classmethod
     def load(cls, directory: str | Path, model: Any = None) -> "AutoSteer":
         """Load a saved AutoSteer; with ``model``, refuse one fitted on a different model.
 
+        Reads the layout :meth:`save` writes, and the single-file layout of version 0.1 (prober and head tensors
+        in one file).
+
         Raises:
             ArtifactError: If the folder is not a valid AutoSteer artefact or does not match ``model``.
         """
         config, tensors = read_artifact(directory, cls.KIND)
+        if config.get("layout") == "parts":
+            prober = SafetyProber.load(Path(directory) / _PROBER_PART, model)
+            head = RefusalHead.load(Path(directory) / _HEAD_PART, model)
+            try:
+                steer = cls(prober, head, gate_mode=config.get("gate_mode", "prefill"))
+            except InvalidInputError as error:
+                raise ArtifactError(
+                    f"{directory}: its prober and refusal head do not fit together ({error})."
+                ) from error
+        else:
+            steer = cls._load_single_file(directory, config, tensors)
+        if model is not None:
+            steer.check_model(model)
+        return steer
+
+    @classmethod
+    def _load_single_file(
+        cls, directory: str | Path, config: dict[str, Any], tensors: dict[str, Tensor]
+    ) -> "AutoSteer":
         try:
             d_model, layers = int(config["d_model"]), [int(layer) for layer in config["layers"]]
             prober = SafetyProber(d_model, ProberConfig.from_dict(config["prober"]), layers)
@@ -471,17 +416,14 @@ class AutoSteer:
             with torch.no_grad():
                 head.S.copy_(tensors["head.S"])
             prober.provenance = head.provenance = provenance_of_artifact(config, None, str(directory))
-            steer = cls(prober.eval(), head.eval(), float(config["threshold"]), config.get("gate_mode", "prefill"))
+            return cls(prober.eval(), head.eval(), float(config["threshold"]), config.get("gate_mode", "prefill"))
         except (KeyError, TypeError, ValueError, RuntimeError, InvalidInputError) as error:
             raise ArtifactError(f"{directory}: not a consistent AutoSteer artefact ({error}).") from error
-        if model is not None:
-            steer.check_model(model)
-        return steer
 
     def with_threshold(self, threshold: float) -> "AutoSteer":
-        """A copy with another decision threshold."""
+        """A copy with another decision threshold (the prober is shared; only its threshold differs)."""
         steer = copy.copy(self)
-        steer.threshold = _check_threshold(threshold)
+        steer.prober = _with_threshold(self.prober, threshold)
         return steer
 
     def with_gate_mode(self, gate_mode: GateMode) -> "AutoSteer":
@@ -491,19 +433,3 @@ class AutoSteer:
         steer = copy.copy(self)
         steer.gate_mode = gate_mode
         return steer
-
-
-def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int] | None, spec: Any) -> list[int]:
-    """The ``k`` best SAS layers (ascending), or the explicit list checked against the model."""
-    if probe_layers is None:
-        probe_layers = min(DEFAULT_PROBE_LAYERS, len(sas.layers))
-    if isinstance(probe_layers, int) and not isinstance(probe_layers, bool):
-        if not 1 <= probe_layers <= len(sas.layers):
-            raise InvalidInputError(
-                f"probe_layers={probe_layers} must be between 1 and the {len(sas.layers)} candidate layers."
-            )
-        return sorted(sas.top_k(probe_layers))
-    chosen = sorted(probe_layers) if isinstance(probe_layers, Sequence) else []
-    if not chosen or len(set(chosen)) != len(chosen):
-        raise InvalidInputError(f"probe_layers must be an int or distinct layer indices, got {probe_layers!r}.")
-    return [spec.check_layer(layer) for layer in chosen]

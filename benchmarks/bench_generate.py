@@ -15,7 +15,11 @@ Each setting is warmed up once, then the settings run round-robin ``--repeats`` 
 drifts of a shared machine hit all of them alike; prints one JSON object per measurement and the ratios.
 Targets (issue 4): attach >= 0.95, nnsight >= 0.85 of plain tokens/s.
 
-    python benchmarks/bench_generate.py [--repeats 5]
+    python benchmarks/bench_generate.py [--repeats 5] [--dtype bfloat16] [--device cuda] [--model tiny-llava-onevision]
+
+``--dtype`` / ``--device`` cast and move the model (the prober and head stay float32 on the CPU, as after
+``fit``: they follow the activations); ``--model`` picks another built-in model (the GPU check uses a tiny one,
+since the real SmolLM2 does not travel to the device machine).
 """
 
 import argparse
@@ -31,6 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autosteer_interp.activations import collect_activations  # noqa: E402
+from autosteer_interp.architectures import resolve  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig, SafetyProber  # noqa: E402
 from autosteer_interp.prompts import builtin_pairs, encode_prompts  # noqa: E402
@@ -43,8 +48,9 @@ LAYER = 22
 
 def build_steer(model):
     pairs = builtin_pairs()
-    harmful = collect_activations(model, [p.harmful for p in pairs], [LAYER], progress=False)
-    safe = collect_activations(model, [p.safe for p in pairs], [LAYER], progress=False)
+    layer = min(LAYER, resolve(model).n_layers - 1)
+    harmful = collect_activations(model, [p.harmful for p in pairs], [layer], progress=False)
+    safe = collect_activations(model, [p.safe for p in pairs], [layer], progress=False)
     prober = SafetyProber.fit(harmful, safe, config=ProberConfig(kind="logistic"), model=model)
     head = RefusalHead(prober.d_model, epsilon=0.1)
     with torch.no_grad():
@@ -53,14 +59,15 @@ def build_steer(model):
     return AutoSteer(prober, head)
 
 
-def paper_hook(steer, hf_model, state):
+def paper_hook(steer, hf_model, report):
     """lm_head forward hook computing h (W + eps W S)^T, W S recomputed every call, on the gated rows."""
     weight = hf_model.lm_head.weight.detach()
 
     def hook(_module, args, output):
-        steered_weight = weight + steer.epsilon * weight @ steer.head.S.detach()
+        S = steer.head.S.detach().to(weight.device, weight.dtype)
+        steered_weight = weight + steer.epsilon * weight @ S
         logits = args[0] @ steered_weight.T
-        gate = state.gate.reshape(-1, *([1] * (output.ndim - 1)))
+        gate = report.gate.to(output.device).reshape(-1, *([1] * (output.ndim - 1)))
         return torch.where(gate, logits, output)
 
     return hf_model.lm_head.register_forward_hook(hook)
@@ -69,10 +76,13 @@ def paper_hook(steer, hf_model, state):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="smollm2-llava-onevision")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = load_model("smollm2-llava-onevision")
-    hf = model._module
+    model = load_model(args.model)
+    hf = model._module.to(args.device, getattr(torch, args.dtype))
     steer = build_steer(model)
     pairs = builtin_pairs()
     prompts = [p.harmful for p in pairs[:4]] + [p.safe for p in pairs[4:8]]
@@ -98,7 +108,7 @@ def main():
     def paper():
         with torch.no_grad(), steer.attach(model) as handle:
             handle._handles.pop().remove()  # keep the gate hooks; the paper's logits replace the input edit
-            hook = paper_hook(steer, hf, handle.state)
+            hook = paper_hook(steer, hf, handle.report)
             try:
                 return hf.generate(**inputs, **kwargs)
             finally:
@@ -127,7 +137,9 @@ def main():
             json.dumps(
                 {
                     "bench": "generate",
-                    "model": "smollm2-llava-onevision",
+                    "model": args.model,
+                    "dtype": args.dtype,
+                    "device": args.device,
                     "setting": name,
                     "batch": len(prompts),
                     "new_tokens": NEW_TOKENS,
@@ -138,12 +150,15 @@ def main():
                 }
             )
         )
-    same = torch.equal(outputs["autosteer_attach"], outputs["autosteer_nnsight"])
+    same = torch.equal(outputs["autosteer_attach"].cpu(), outputs["autosteer_nnsight"].cpu())
     print(
         json.dumps(
             {
                 "bench": "generate",
                 "method": "comparison",
+                "model": args.model,
+                "dtype": args.dtype,
+                "device": args.device,
                 "attach_ratio": round(results["autosteer_attach"] / results["hf_generate"], 3),
                 "nnsight_ratio": round(results["autosteer_nnsight"] / results["hf_generate"], 3),
                 "paper_ratio": round(results["paper_formulation"] / results["hf_generate"], 3),

@@ -26,9 +26,10 @@ from torch import nn
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from autosteer_interp.fit import _target_ids  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prompts import builtin_pairs, encode_prompts  # noqa: E402
-from autosteer_interp.refusal_head import RefusalHead, RefusalHeadConfig, _target_ids  # noqa: E402
+from autosteer_interp.refusal_head import RefusalHead, RefusalHeadConfig  # noqa: E402
 
 
 def paper_procedure(model, prompts, config, prompts_per_step):

@@ -1,11 +1,12 @@
 import pytest
 import torch
 
+from autosteer_interp.activations import cache_lm_head_inputs
 from autosteer_interp.artifacts import ModelProvenance
 from autosteer_interp.errors import ArtifactError
 from autosteer_interp.models import build_tiny_llava_onevision, tiny_image, wrap
 from autosteer_interp.prompts import Prompt, builtin_pairs, encode_prompts
-from autosteer_interp.refusal_head import RefusalHead, RefusalHeadConfig, cache_lm_head_inputs
+from autosteer_interp.refusal_head import RefusalHead, RefusalHeadConfig
 from tests.reference.paper_formulas import paper_refusal_logits
 
 

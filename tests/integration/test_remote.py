@@ -118,3 +118,11 @@ def make_deeper_steer(steer):
     from autosteer_interp.steer import AutoSteer
 
     return AutoSteer(SafetyProber(64, layers=7), steer.head, threshold=0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_the_remote_prober_scores_half_precision_activations_like_float32(tiny_llava, steer, dtype):
+    remote_steer, _ = prepare_remote(steer, tiny_llava)
+    h = torch.randn(3, len(steer.layers), 64).to(dtype)
+    p = remote_steer.p_harmful(h)
+    assert p.dtype == torch.float32 and torch.allclose(p, steer.p_harmful(h), atol=1e-6)

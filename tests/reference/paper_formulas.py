@@ -30,3 +30,29 @@ def pairwise_sas(safe: torch.Tensor, harmful: torch.Tensor, dtype: torch.dtype =
 def paper_refusal_logits(h: torch.Tensor, weight: torch.Tensor, S: torch.Tensor, epsilon: float) -> torch.Tensor:
     """The refusal head in the paper's literal form: ``logits = h (W + eps W S)^T`` (W: ``[V, d]``, S: ``[d, d]``)."""
     return h @ (weight + epsilon * weight @ S).T
+
+
+def reference_p_harmful(model, prompts, layers, prober) -> torch.Tensor:
+    """The paper's gate, literally: ``softmax(prober(h_L[last prompt token]))[harmful]``, one prompt at a time.
+
+    Each prompt is encoded and run ALONE (no padding, so padding side, cache and chunking cannot matter), with
+    ``output_hidden_states`` (``hidden_states[L]`` is the input of decoder layer ``L``); the last prompt token
+    is the last token that is not an image placeholder.
+
+    Returns:
+        ``[batch]`` float32 P(harmful) on the CPU.
+    """
+    from autosteer_interp.architectures import resolve
+    from autosteer_interp.prompts import encode_prompts
+
+    image_token_id = resolve(model).image_token_id
+    p = []
+    for prompt in prompts:
+        single = encode_prompts(model, [prompt])
+        ids = single["input_ids"][0].tolist()
+        last = max(i for i, token in enumerate(ids) if token != image_token_id)
+        with torch.no_grad():
+            hidden = model._module(**single, output_hidden_states=True).hidden_states
+            features = torch.stack([hidden[layer][0, last].float().cpu() for layer in layers])[None]
+            p.append(torch.softmax(prober(features), dim=-1)[0, 1].cpu())
+    return torch.stack(p)

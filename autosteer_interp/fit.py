@@ -1,0 +1,285 @@
+"""The fitting pipeline: activations -> SAS -> gate data -> prober -> refusal head, driven by a config.
+
+:func:`fit_autosteer` is what :meth:`AutoSteer.fit <autosteer_interp.steer.AutoSteer.fit>` runs;
+:func:`fit_refusal_head` is what :meth:`RefusalHead.fit <autosteer_interp.refusal_head.RefusalHead.fit>` runs.
+Both run on the model's devices: the forward passes where the model lives, the head's training on the LM head's
+device (the cached inputs stay on the CPU).
+
+Example:
+    >>> from autosteer_interp.models import load_model
+    >>> from autosteer_interp.prompts import builtin_pairs
+    >>> model = load_model("tiny-llava-onevision")
+    >>> config = FitConfig(candidate_layers=[1, 2, 3], builtin_gate_data=False, wrap_pairs=False, progress=False)
+    >>> steer = fit_autosteer(model, builtin_pairs()[:8], config)
+    >>> steer.layers
+    (1, 2, 3)
+"""
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .activations import TokenCache, cache_lm_head_inputs, collect_activations
+from .architectures import resolve, unwrap
+from .artifacts import ModelProvenance
+from .errors import InvalidInputError
+from .gate import GateData, train_gate
+from .prober import ProberConfig, ProberMetrics
+from .prompts import Prompt, PromptPair, encode_prompts
+from .refusal_head import RefusalHead, RefusalHeadConfig, _lm_head
+from .sas import LayerScores, safety_awareness_scores
+from .steer import AutoSteer
+
+__all__ = ["DEFAULT_PROBE_LAYERS", "FitConfig", "FitSummary", "fit_autosteer", "fit_refusal_head"]
+
+DEFAULT_PROBE_LAYERS = 3
+"""How many of the best SAS layers the gate reads by default (the paper: 1; see benchmarks/eval_gate.py)."""
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`fit_autosteer` (validated on construction, before any work).
+
+    Attributes:
+        candidate_layers: Layers the SAS chooses from (default: ``1..n_layers-1``; the paper: every 4th).
+        probe_layers: The layers the gate reads: ``k`` -> the ``k`` best layers by SAS (``1``: the paper), or an
+            explicit list; default: the :data:`DEFAULT_PROBE_LAYERS` best (fewer if there are fewer candidates),
+            chosen with ``benchmarks/eval_gate.py``.
+        prober_config: Prober settings (default: :class:`~autosteer_interp.prober.ProberConfig`).
+        head_config: Refusal-head settings (default: epsilon 0.1, the standard refusal target).
+        builtin_gate_data: Add the built-in gate pairs and borderline-benign requests (training splits) to the
+            gate's training data, so :func:`~autosteer_interp.robustness.robustness_families` (test splits) stays
+            unseen.
+        wrap_pairs: Add wrapped copies of gate pairs, inside training jailbreak wrappers (both sides alike, so
+            the wrapper is never the signal).
+        max_wrapped: Wrap at most this many pairs (seeded random choice; ``None``: all).
+        calibrate_fpr: If set, set the threshold so that this share of held-out benign requests is flagged.
+        validation_fraction: Share of the gate data (whole pairs, with their wrapped copies) held out for
+            validation and calibration.
+        gate_mode: ``"prefill"`` or ``"every_step"`` (see :class:`~autosteer_interp.steer.AutoSteer`).
+        batch_size: Prompts per forward pass.
+        progress: Show progress bars.
+        seed: Seed of the held-out split and the wrapper assignment.
+    """
+
+    candidate_layers: Sequence[int] | None = None
+    probe_layers: int | Sequence[int] | None = None
+    prober_config: ProberConfig | None = None
+    head_config: RefusalHeadConfig | None = None
+    builtin_gate_data: bool = True
+    wrap_pairs: bool = True
+    max_wrapped: int | None = 512
+    calibrate_fpr: float | None = None
+    validation_fraction: float = 0.2
+    gate_mode: Literal["prefill", "every_step"] = "prefill"
+    batch_size: int = 16
+    progress: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.validation_fraction < 1:
+            raise InvalidInputError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}.")
+        if self.calibrate_fpr is not None and not 0 <= self.calibrate_fpr < 1:
+            raise InvalidInputError(f"calibrate_fpr must be in [0, 1), got {self.calibrate_fpr!r}.")
+        if self.gate_mode not in ("prefill", "every_step"):
+            raise InvalidInputError(f"gate_mode must be 'prefill' or 'every_step', got {self.gate_mode!r}.")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "FitConfig":
+        """Build from keyword settings, refusing unknown names (a typo must not be ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown fit settings {unknown}; allowed: {sorted(known)}.")
+        return cls(**settings)
+
+
+@dataclass
+class FitSummary:
+    """What :func:`fit_autosteer` did.
+
+    Attributes:
+        sas: Safety Awareness Scores of the candidate layers.
+        layers: The layers the gate reads.
+        validation: Gate metrics on the held-out part of the gate data (after calibration, if any).
+        head_loss: Refusal-head training loss per epoch.
+        seconds: Wall time per stage.
+        gate_data: Number of prompts in each part of the gate data (training and held-out).
+    """
+
+    sas: LayerScores
+    layers: list[int]
+    validation: ProberMetrics
+    head_loss: list[float]
+    seconds: dict[str, float] = field(default_factory=dict)
+    gate_data: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "sas": self.sas.to_dict(),
+            "layers": self.layers,
+            "validation": self.validation.to_dict(),
+            "head_loss": self.head_loss,
+            "seconds": self.seconds,
+            "gate_data": self.gate_data,
+        }
+
+
+def fit_autosteer(
+    model: Any,
+    pairs: Sequence[PromptPair],
+    config: FitConfig | None = None,
+    gate_pairs: Sequence[PromptPair] | None = None,
+    extra_negatives: Sequence[Prompt] | None = None,
+) -> AutoSteer:
+    """The whole pipeline: activations -> SAS -> prober (the gate) -> refusal head.
+
+    The SAS and the refusal head use ``pairs`` (the method). The gate is trained on more than ``pairs`` when asked
+    (the defaults): the project's own gate pairs (harm categories and phrasings VLSafe lacks), wrapped copies of
+    a few hundred pairs in jailbreak-style templates and borderline-benign requests as extra negatives, all from
+    the built-in TRAINING splits. A share of the gate data is held out for validation and calibration.
+
+    Args:
+        model: The wrapped model to steer.
+        pairs: Contrastive (harmful, safe) pairs to fit on.
+        config: The settings (default :class:`FitConfig`).
+        gate_pairs: More contrastive pairs for the gate only (not the SAS, not the head).
+        extra_negatives: More benign requests for the gate (e.g. your own borderline set).
+
+    Returns:
+        The fitted AutoSteer; ``summary`` holds a :class:`FitSummary`.
+
+    Raises:
+        InvalidInputError: Fewer than 4 pairs, or bad layers, before any work.
+    """
+    config = config or FitConfig()
+    if len(pairs) < 4:
+        raise InvalidInputError(f"AutoSteer.fit needs at least 4 contrastive pairs, got {len(pairs)}.")
+    spec = resolve(model)
+    layers = list(config.candidate_layers) if config.candidate_layers is not None else list(range(1, spec.n_layers))
+    for layer in layers:
+        spec.check_layer(layer)
+    batch_size, progress = config.batch_size, config.progress
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    harmful = collect_activations(model, [p.harmful for p in pairs], layers, batch_size, progress=progress)
+    safe = collect_activations(model, [p.safe for p in pairs], layers, batch_size, progress=progress)
+    sas = safety_awareness_scores(safe, harmful)
+    gate_layers = _choose_gate_layers(sas, config.probe_layers, spec)
+    seconds["activations_and_sas"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    data = GateData.build(
+        pairs,
+        gate_pairs,
+        extra_negatives,
+        config.builtin_gate_data,
+        config.wrap_pairs,
+        config.validation_fraction,
+        config.seed,
+        config.max_wrapped,
+    )
+    x = data.features(model, pairs, gate_layers, batch_size, progress, pair_activations=(harmful, safe))
+    prober, validation = train_gate(x, gate_layers, config.prober_config, config.calibrate_fpr, model)
+    seconds["gate"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    head = fit_refusal_head(model, [p.harmful for p in pairs], config.head_config, progress=progress)
+    seconds["refusal_head"] = time.perf_counter() - start
+    steer = AutoSteer(prober, head, gate_mode=config.gate_mode)
+    steer.summary = FitSummary(sas, gate_layers, validation, list(head.history), seconds, data.counts())
+    return steer
+
+
+def fit_refusal_head(
+    model: Any,
+    harmful_prompts: Sequence[Prompt],
+    config: RefusalHeadConfig | None = None,
+    retain_prompts: Sequence[Prompt] | None = None,
+    progress: bool = True,
+) -> RefusalHead:
+    """Fit ``S`` so that the model answers ``harmful_prompts`` with the refusal target.
+
+    The LM-head inputs of ``prompt + target`` are cached once (the base model is frozen), then ``S`` is trained
+    on the cache on the LM head's device (:meth:`RefusalHead.fit_on_cache`).
+
+    Args:
+        model: The frozen wrapped model.
+        harmful_prompts: Requests to refuse.
+        config: Settings (target, epsilon, epochs, ...).
+        retain_prompts: Optional benign requests whose own continuations the head must keep.
+        progress: Show progress bars.
+
+    Returns:
+        The fitted head (``history`` holds the loss per epoch), its parameters float32 on the CPU.
+    """
+    config = copy.deepcopy(config) if config is not None else RefusalHeadConfig()
+    if len(harmful_prompts) == 0:
+        raise InvalidInputError("expected at least one harmful prompt, got an empty list.")
+    spec = resolve(model)
+    cache = cache_lm_head_inputs(
+        model, harmful_prompts, _target_ids(model, config.target), config.forward_batch_size, progress
+    )
+    cache.is_retain = torch.zeros(len(cache.labels), dtype=torch.bool)
+    if retain_prompts:
+        targets = _own_continuations(model, retain_prompts, config.retain_tokens, config.forward_batch_size)
+        retain = cache_lm_head_inputs(model, retain_prompts, targets, config.forward_batch_size, progress)
+        cache = TokenCache(
+            hidden=torch.cat([cache.hidden, retain.hidden]),
+            labels=torch.cat([cache.labels, retain.labels]),
+            is_retain=torch.cat([cache.is_retain, torch.ones(len(retain.labels), dtype=torch.bool)]),
+        )
+    head = RefusalHead(spec.d_model, config.epsilon, config)
+    head.fit_on_cache(cache, _lm_head(model), progress=progress)
+    head.provenance = ModelProvenance.of(model)
+    return head
+
+
+def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int] | None, spec: Any) -> list[int]:
+    """The ``k`` best SAS layers (ascending), or the explicit list checked against the model."""
+    if probe_layers is None:
+        probe_layers = min(DEFAULT_PROBE_LAYERS, len(sas.layers))
+    if isinstance(probe_layers, int) and not isinstance(probe_layers, bool):
+        if not 1 <= probe_layers <= len(sas.layers):
+            raise InvalidInputError(
+                f"probe_layers={probe_layers} must be between 1 and the {len(sas.layers)} candidate layers."
+            )
+        return sorted(sas.top_k(probe_layers))
+    chosen = sorted(probe_layers) if isinstance(probe_layers, Sequence) else []
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise InvalidInputError(f"probe_layers must be an int or distinct layer indices, got {probe_layers!r}.")
+    return [spec.check_layer(layer) for layer in chosen]
+
+
+def _target_ids(model: Any, target: str) -> Tensor:
+    tokenizer = model.tokenizer
+    ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        ids = [*ids, tokenizer.eos_token_id]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _own_continuations(model: Any, prompts: Sequence[Prompt], n_tokens: int, batch_size: int) -> Tensor:
+    """The unsteered model's greedy continuations, exactly ``n_tokens`` long."""
+    rows = []
+    hf_model: Any = unwrap(model)
+    for start in range(0, len(prompts), batch_size):
+        inputs = encode_prompts(model, prompts[start : start + batch_size])
+        with torch.no_grad():
+            out = hf_model.generate(
+                **inputs,
+                max_new_tokens=n_tokens,
+                min_new_tokens=n_tokens,
+                do_sample=False,
+                pad_token_id=model.tokenizer.pad_token_id,
+            )
+        rows.append(out[:, inputs["input_ids"].shape[1] :].cpu())
+    return torch.cat(rows)

@@ -91,12 +91,35 @@ with steer.attach(model._module), torch.no_grad():
 print("hooks and nnsight agree:", torch.equal(out, ids))
 
 # %% [markdown]
-# ## 4 · Save and load
-# One folder: `config.json` (layer, threshold, ε, gate mode, base-model signature) + `tensors.safetensors`.
+# ## 4 · Any padding, cache on or off, chunked prefill
+# One gate core serves every backend: each row is decided at its last real prompt token, found from the
+# attention mask, and the decision holds for the whole answer. Right padding, `use_cache=False` (every step
+# re-runs the whole sequence) and chunked prefill (the prompt arrives in several passes) give the same gates.
+
+# %%
+tokenizer = model.tokenizer
+tokenizer.padding_side = "right"
+right = encode_prompts(model, batch)
+tokenizer.padding_side = "left"
+short = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False)
+with steer.attach(model._module) as handle, torch.no_grad():
+    model._module(**right)
+    gates = {"right padding": handle.report.gate.clone()}
+    model._module.generate(**inputs, **short, use_cache=False)
+    gates["no cache"] = handle.report.gate.clone()
+    model._module.generate(**inputs, **short, prefill_chunk_size=8)
+    gates["chunked prefill"] = handle.report.gate.clone()
+print({name: gate.tolist() == report.gate.tolist() for name, gate in gates.items()})
+
+# %% [markdown]
+# ## 5 · Save and load
+# One folder: `config.json` (gate mode, base-model signature) plus the parts' own artefacts, `prober/` (its
+# layers and the threshold) and `refusal_head/` (ε and `S`), each loadable alone.
 
 # %%
 steer.save(OUT / "autosteer", overwrite=True)
 loaded = AutoSteer.load(OUT / "autosteer", model=model)
 print(sorted(p.name for p in (OUT / "autosteer").iterdir()), loaded.layers == steer.layers)
+print("the prober alone:", asi.SafetyProber.load(OUT / "autosteer" / "prober").layers)
 summary = steer.summary
 summary.sas.plot(OUT / "03_sas.png", title="SAS of the fitted AutoSteer")

@@ -12,4 +12,4 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 timeout 330 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/gpu 2>&1 | tee "$OUT/gpu_tests.log"
-timeout 120 python3 benchmarks/bench_generate.py --dtype bfloat16 --device cuda 2>&1 | tee "$OUT/bench_generate.jsonl"
+timeout 120 python3 benchmarks/bench_generate.py --dtype bfloat16 --device cuda --model tiny-llava-onevision 2>&1 | tee "$OUT/bench_generate.jsonl"

@@ -170,18 +170,7 @@ class RefusalHead(nn.Module):
         retain_prompts: Sequence[Any] | None = None,
         progress: bool = True,
     ) -> "RefusalHead":
-        """Fit ``S`` so that the model answers ``harmful_prompts`` with the refusal target.
-
-        Args:
-            model: The frozen wrapped model.
-            harmful_prompts: Requests to refuse.
-            config: Settings (target, epsilon, epochs, ...).
-            retain_prompts: Optional benign requests whose own continuations the head must keep.
-            progress: Show progress bars.
-
-        Returns:
-            The fitted head (``history`` holds the loss per epoch).
-        """
+        """Fit ``S`` on a model: runs :func:`~autosteer_interp.fit.fit_refusal_head` with the same arguments."""
         from .fit import fit_refusal_head  # the pipeline (model, prompts) lives above the maths
 
         return fit_refusal_head(model, harmful_prompts, config, retain_prompts, progress)

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from .architectures import get_module, resolve
 from .errors import InvalidInputError
 from .gating import GateReport, GateSpec, steered_input
-from .steer import AutoSteer, eos_token_ids
+from .steer import AutoSteer
 from .tracing import gate_and_steer
 
 __all__ = [
@@ -80,6 +80,18 @@ def register() -> None:
 # wrappers cannot be pickled.
 
 
+_SETTINGS = (
+    "layers",
+    "layers_path",
+    "lm_head_path",
+    "threshold",
+    "every_step",
+    "epsilon",
+    "eos_token_ids",
+    "image_token_id",
+)
+"""The :class:`~autosteer_interp.gating.GateSpec` fields a :class:`RemoteSteer` carries (all but its functions)."""
+
 RemoteReport = GateReport
 """The report a :class:`RemoteSteer` returns: the same type as every backend's."""
 
@@ -92,42 +104,24 @@ class RemoteSteer:
     ``transport="float32"``) and can run locally too, so a local run predicts the remote one.
 
     Attributes:
-        layers: Decoder layers whose inputs the gate reads, ascending.
-        threshold: Decision threshold on P(harmful).
-        gate_mode: ``"prefill"`` or ``"every_step"``.
-        epsilon: Refusal-head scale.
-        layers_path: Dotted path of the decoder layers in the model.
-        lm_head_path: Dotted path of the LM head.
-        eos_token_ids: End-of-sequence ids of the model (``every_step`` skips rows that finished).
-        image_token_id: The model's image placeholder id, or ``None``.
+        settings: The gate's settings, :class:`~autosteer_interp.gating.GateSpec`'s fields but its two functions
+            (layers, paths, threshold, every_step, epsilon, end-of-sequence and image ids).
+        prober_program: The exported prober (``torch.export``, dynamic batch).
+        head_factors: ``{"S": ...}`` or ``{"U": ..., "V": ...}`` (low rank), as they travel.
     """
 
-    def __init__(
-        self,
-        layers: tuple[int, ...],
-        threshold: float,
-        gate_mode: str,
-        epsilon: float,
-        layers_path: str,
-        lm_head_path: str,
-        prober_program: bytes,
-        head_factors: dict[str, Tensor],
-        eos_token_ids: tuple[int, ...] = (),
-        image_token_id: int | None = None,
-    ) -> None:
-        self.layers = layers
-        self.threshold = threshold
-        self.gate_mode = gate_mode
-        self.epsilon = epsilon
-        self.layers_path = layers_path
-        self.lm_head_path = lm_head_path
+    def __init__(self, settings: dict[str, Any], prober_program: bytes, head_factors: dict[str, Tensor]) -> None:
+        self.settings = dict(settings)
         self.prober_program = prober_program
         self.head_factors = head_factors
-        self.eos_token_ids = eos_token_ids
-        self.image_token_id = image_token_id
         self._prober: Any = None
         self._S: Tensor | None = None
         self._placed: dict[str, Tensor] = {}
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Decoder layers whose inputs the gate reads, ascending."""
+        return tuple(self.settings["layers"])
 
     def __getstate__(self) -> dict[str, Any]:
         # what travels: the compact forms only (the prober program and S are rebuilt where they are used)
@@ -168,18 +162,7 @@ class RemoteSteer:
 
     def gate_spec(self) -> GateSpec:
         """The adapters' view of this steer."""
-        return GateSpec(
-            layers=self.layers,
-            layers_path=self.layers_path,
-            lm_head_path=self.lm_head_path,
-            threshold=self.threshold,
-            every_step=self.gate_mode == "every_step",
-            epsilon=self.epsilon,
-            p_harmful=self.p_harmful,
-            refusal_matrix=self.matrix_on,
-            eos_token_ids=self.eos_token_ids,
-            image_token_id=self.image_token_id,
-        )
+        return GateSpec(**self.settings, p_harmful=self.p_harmful, refusal_matrix=self.matrix_on)
 
     def apply(self, model: Any, tracer: Any = None, steps: int | None = None) -> GateReport:
         """Gate and steer inside ``model.trace(...)`` / ``model.generate(...)``, local or remote.
@@ -292,26 +275,17 @@ def prepare_remote(
     """
     if transport not in TRANSPORTS:
         raise InvalidInputError(f"transport must be one of {TRANSPORTS}, got {transport!r}.")
-    spec = resolve(model)
-    rank = _check_rank(rank, spec.d_model) if transport == "low_rank" else None
-    if get_module(model, spec.row.lm_head_path).weight.device.type == "meta":
+    arch = resolve(model)
+    rank = _check_rank(rank, arch.d_model) if transport == "low_rank" else None
+    if get_module(model, arch.row.lm_head_path).weight.device.type == "meta":
         for layer in steer.layers:
-            spec.check_layer(layer)
+            arch.check_layer(layer)
     else:
         steer.check_model(model)
     factors = _head_factors(steer.head.S, transport, rank)
-    remote = RemoteSteer(
-        layers=tuple(steer.layers),
-        threshold=float(steer.threshold),
-        gate_mode=steer.gate_mode,
-        epsilon=float(steer.head.epsilon),
-        layers_path=spec.layers_path,
-        lm_head_path=spec.row.lm_head_path,
-        prober_program=_export_prober(steer, spec.d_model),
-        head_factors=factors,
-        eos_token_ids=eos_token_ids(model),
-        image_token_id=spec.image_token_id,
-    )
+    spec = steer.gate_spec(model)
+    settings = {name: getattr(spec, name) for name in _SETTINGS}
+    remote = RemoteSteer(settings, _export_prober(steer, arch.d_model), factors)
     register()
     S = steer.head.S.detach().float().cpu()
     error = remote.S - S
@@ -319,7 +293,7 @@ def prepare_remote(
     report = TransportReport(
         transport=transport,
         rank=rank,
-        d_model=spec.d_model,
+        d_model=arch.d_model,
         head_bytes=sum(t.numel() * t.element_size() for t in factors.values()),
         float32_head_bytes=S.numel() * 4,
         prober_bytes=len(remote.prober_program),

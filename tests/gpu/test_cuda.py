@@ -14,23 +14,21 @@ import torch
 
 from autosteer_interp.architectures import get_module, resolve
 from autosteer_interp.models import load_model, wrap
-from autosteer_interp.prober import ProberConfig, SafetyProber
 from autosteer_interp.prompts import encode_prompts
-from autosteer_interp.refusal_head import RefusalHead
 from autosteer_interp.steer import AutoSteer
 from tests.integration.test_conformance import (
     CONFIGS,
     FORWARD,
     GENERATE,
-    LAYERS,
     LOGIT_ATOL,
     P_ATOL,
     STEPS,
     encode,
     prompts_with_images,
+    random_steer,
     text_prompts,
 )
-from tests.reference.paper_formulas import paper_refusal_logits, reference_p_harmful
+from tests.reference.paper_formulas import paper_refusal_logits
 
 DEVICE = os.environ.get("AUTOSTEER_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(
@@ -61,23 +59,11 @@ def split_model():
 
 @functools.cache
 def cpu_steer(name: str, images: bool, gate_mode: str, model_key: str):
-    """A random AutoSteer whose prober and head stay on the CPU (as after fit or load), thresholded in a gap."""
+    """A random AutoSteer whose prober and head stay on the CPU, thresholded in a gap; the reference p."""
     model = split_model() if model_key == "split" else gpu_model(name, model_key)
-    d_model = resolve(model).d_model
-    generator = torch.Generator().manual_seed(1)
-    prober = SafetyProber(d_model, ProberConfig(kind="linear"), layers=LAYERS)
-    with torch.no_grad():
-        for parameter in prober.net.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator))
-    head = RefusalHead(d_model, epsilon=0.5)
-    with torch.no_grad():
-        head.S.add_(torch.randn(d_model, d_model, generator=generator))
     prompts = prompts_with_images() if images else text_prompts()
-    p = reference_p_harmful(model, prompts, LAYERS, prober)
-    ordered = torch.sort(p).values
-    cut = int(torch.argmax(ordered[2:-1] - ordered[1:-2])) + 1
-    threshold = float((ordered[cut] + ordered[cut + 1]) / 2)
-    return AutoSteer(prober, head, threshold=threshold, gate_mode=gate_mode), prompts, p
+    steer, p = random_steer(model, prompts, gate_mode)
+    return steer, prompts, p
 
 
 def steered_reference(model, inputs, steer, gate):
@@ -132,7 +118,7 @@ def test_a_model_split_across_devices_is_gated_and_steered_like_the_reference():
         assert torch.allclose(report.p_harmful.cpu(), p_reference, atol=1e-5), backend
         expected, _ = steered_reference(model, inputs, steer, report.gate.cpu())
         real = inputs["attention_mask"].bool().cpu()
-        assert torch.allclose(logits.cpu()[real], expected[real], atol=1e-5 * float(expected.abs().max())), backend
+        assert torch.allclose(logits.cpu()[real], expected[real], atol=1e-5 * float(expected.detach().abs().max())), backend
     with torch.no_grad():
         generated = steer.generate(model, prompts, max_new_tokens=STEPS, min_new_tokens=STEPS)
     assert torch.equal(generated.gate, p_reference > steer.threshold)

@@ -21,12 +21,13 @@ import pytest
 import torch
 
 from autosteer_interp.architectures import get_module, resolve
-from autosteer_interp.models import tiny_image, wrap
+from autosteer_interp.models import wrap
 from autosteer_interp.prober import ProberConfig, SafetyProber
-from autosteer_interp.prompts import Prompt, builtin_pairs, encode_prompts
+from autosteer_interp.prompts import Prompt, encode_prompts
 from autosteer_interp.refusal_head import RefusalHead
 from autosteer_interp.remote import prepare_remote
 from autosteer_interp.steer import AutoSteer
+from tests.integration.test_steer import mixed_batch
 from tests.reference.paper_formulas import paper_refusal_logits, reference_p_harmful
 
 LAYERS = (1, 3)
@@ -37,14 +38,8 @@ LOGIT_ATOL = {"float32": 1e-5, "bfloat16": 3e-2}
 
 
 def prompts_with_images():
-    pairs = builtin_pairs()
-    return [
-        Prompt(pairs[0].harmful.text, tiny_image(1)),
-        pairs[1].safe,
-        Prompt("What is in this picture?", tiny_image(2, (20, 30))),
-        pairs[3].harmful,
-        Prompt("Hi"),
-    ]
+    """Harmful and benign requests of different lengths, some with images (the equivalence suite's batch)."""
+    return mixed_batch()
 
 
 def text_prompts():
@@ -74,10 +69,12 @@ def encode(model, prompts, side):
             t.padding_side = b
 
 
-@functools.cache
-def _steer_and_reference(name: str, dtype: str, images: bool, gate_mode: str):
-    """A random linear prober and head, thresholded in the widest gap of the reference p; and that reference."""
-    model = _model(name, dtype)
+def random_steer(model, prompts, gate_mode):
+    """A random linear prober and head, thresholded in the widest gap of the reference p; and that reference.
+
+    The prober and the head stay float32 on the CPU (as after ``fit`` or ``load``), whatever the model's dtype
+    and device.
+    """
     d_model = resolve(model).d_model
     generator = torch.Generator().manual_seed(1)
     prober = SafetyProber(d_model, ProberConfig(kind="linear"), layers=LAYERS)
@@ -87,13 +84,19 @@ def _steer_and_reference(name: str, dtype: str, images: bool, gate_mode: str):
     head = RefusalHead(d_model, epsilon=0.5)
     with torch.no_grad():
         head.S.add_(torch.randn(d_model, d_model, generator=generator))
-    prompts = prompts_with_images() if images else text_prompts()
     p = reference_p_harmful(model, prompts, LAYERS, prober)
     ordered = torch.sort(p).values
     gaps = ordered[2:-1] - ordered[1:-2]  # keep at least two rows on each side
     cut = int(torch.argmax(gaps)) + 1
     threshold = float((ordered[cut] + ordered[cut + 1]) / 2)
-    return AutoSteer(prober, head, threshold=threshold, gate_mode=gate_mode), prompts, p
+    return AutoSteer(prober, head, threshold=threshold, gate_mode=gate_mode), p
+
+
+@functools.cache
+def _steer_and_reference(name: str, dtype: str, images: bool, gate_mode: str):
+    prompts = prompts_with_images() if images else text_prompts()
+    steer, p = random_steer(_model(name, dtype), prompts, gate_mode)
+    return steer, prompts, p
 
 
 def reference_logits(model, inputs, steer, gate):

@@ -54,5 +54,5 @@ def reference_p_harmful(model, prompts, layers, prober) -> torch.Tensor:
         with torch.no_grad():
             hidden = model._module(**single, output_hidden_states=True).hidden_states
             features = torch.stack([hidden[layer][0, last].float().cpu() for layer in layers])[None]
-            p.append(torch.softmax(prober(features), dim=-1)[0, 1].cpu())
+            p.append(torch.softmax(prober(features), dim=-1)[0, 1].detach().cpu())
     return torch.stack(p)

@@ -118,7 +118,9 @@ def test_a_model_split_across_devices_is_gated_and_steered_like_the_reference():
         assert torch.allclose(report.p_harmful.cpu(), p_reference, atol=1e-5), backend
         expected, _ = steered_reference(model, inputs, steer, report.gate.cpu())
         real = inputs["attention_mask"].bool().cpu()
-        assert torch.allclose(logits.cpu()[real], expected[real], atol=1e-5 * float(expected.detach().abs().max())), backend
+        assert torch.allclose(logits.cpu()[real], expected[real], atol=1e-5 * float(expected.detach().abs().max())), (
+            backend
+        )
     with torch.no_grad():
         generated = steer.generate(model, prompts, max_new_tokens=STEPS, min_new_tokens=STEPS)
     assert torch.equal(generated.gate, p_reference > steer.threshold)

@@ -18,7 +18,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,7 @@ def write_artifact(
     config: dict[str, Any],
     tensors: dict[str, Tensor],
     overwrite: bool = False,
-    parts: dict[str, Callable[[Path], Any]] | None = None,
+    parts: Mapping[str, Callable[..., Any]] | None = None,
 ) -> Path:
     """Save an artefact folder atomically.
 

@@ -148,6 +148,12 @@ def layer_pass_inputs(kwargs: dict[str, Any], n_new: int) -> tuple[Tensor | None
     mask = kwargs.get("attention_mask")
     if mask is None:
         return None, 0
+    if not isinstance(mask, Tensor):
+        raise InvalidInputError(
+            f"cannot read the padding from a decoder layer's attention mask of type {type(mask).__name__} (e.g. "
+            "flex attention's BlockMask); load the model with attn_implementation='sdpa' or 'eager' to use "
+            "steer.apply in a single trace, or use steer.attach."
+        )
     if mask.ndim == 4:
         row = mask.select(1, 0).select(1, -1)
         mask = row if row.dtype == torch.bool else row == 0
@@ -226,8 +232,8 @@ class GateState:
 
     def _start(self, prompt_width: int, batch: int, ids: Tensor | None, past: int) -> None:
         self._prompt_width, self._batch = prompt_width, batch
-        usable = ids is not None and past == 0 and ids.shape[1] >= prompt_width
-        self._prompt_ids = ids.narrow(1, 0, prompt_width) if usable else None
+        whole_prompt = ids is not None and past == 0 and ids.shape[1] >= prompt_width
+        self._prompt_ids = ids.narrow(1, 0, prompt_width) if ids is not None and whole_prompt else None
         self._candidates, self._has_candidate, self._finished = None, None, None
         self.report.p_harmful = torch.empty(0)
         self.report.gate = torch.empty(0, dtype=torch.bool)
@@ -267,8 +273,11 @@ class GateState:
         Returns:
             The :class:`PassPlan`, also kept for :meth:`update`.
         """
-        n_new = input_ids.shape[1] if n_new is None else n_new
-        batch = input_ids.shape[0] if input_ids is not None else attention_mask.shape[0]
+        reference = input_ids if input_ids is not None else attention_mask
+        if reference is None:
+            raise InvalidInputError("a forward pass needs input_ids or an attention_mask for the gate to read.")
+        n_new = reference.shape[1] if n_new is None else n_new
+        batch = reference.shape[0]
         if attention_mask is not None and attention_mask.shape[1] >= n_new:
             past_length = attention_mask.shape[1] - n_new  # the mask covers every position: it is the authority
         total = past_length + n_new
@@ -278,7 +287,7 @@ class GateState:
         elif not self._continues(input_ids, batch, past_length, total):
             self._start(total, batch, input_ids, past_length)
         self._seen = total
-        device = input_ids.device if input_ids is not None else attention_mask.device
+        device = reference.device
         mask = self._full_mask(attention_mask, batch, total, device)
         self._pass_ids, self._pass_past = input_ids, past_length
         if not self.report.decided:
@@ -343,7 +352,8 @@ class GateState:
             else:
                 keep = rows.unsqueeze(1)
                 self._candidates = [torch.where(keep, new, old.to(device)) for new, old in zip(reads, self._candidates)]
-                self._has_candidate = self._has_candidate.to(device) | rows
+                previous = self._has_candidate if self._has_candidate is not None else rows
+                self._has_candidate = previous.to(device) | rows
             if plan.decides:
                 if not bool(self._has_candidate.all()):
                     raise InvalidInputError(

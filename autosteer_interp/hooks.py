@@ -48,7 +48,7 @@ class _GenerateWrapper:
 
     def __init__(self, module: nn.Module, on_prompt: Callable[[int], None]) -> None:
         self.module = module
-        original = module.generate
+        original: Any = getattr(module, "generate")  # nn.Module attributes are typed Tensor | Module
 
         @functools.wraps(original)
         def generate(*args: Any, **kwargs: Any) -> Any:
@@ -60,7 +60,7 @@ class _GenerateWrapper:
             return original(*args, **kwargs)
 
         self.wrapper = generate
-        module.generate = generate
+        setattr(module, "generate", generate)  # on the instance: remove() deletes it
 
     def remove(self) -> None:
         if self.module.__dict__.get("generate") is self.wrapper:
@@ -73,6 +73,9 @@ class GateHandle(HookHandle):
     def __init__(self, state: GateState, handles: list[Any]) -> None:
         super().__init__(*handles)
         self.state = state
+
+    def __enter__(self) -> "GateHandle":
+        return self
 
     @property
     def report(self) -> GateReport:

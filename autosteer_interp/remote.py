@@ -158,7 +158,7 @@ class RemoteSteer:
 
     def steer_lm_input(self, h: Tensor, gate: Tensor) -> Tensor:
         """``h + eps h S^T`` on the rows where ``gate`` is true (``h``: ``[batch, ..., d_model]``)."""
-        return steered_input(h, self.matrix_on(h.device), self.epsilon, gate)
+        return steered_input(h, self.matrix_on(h.device), self.settings["epsilon"], gate)
 
     def gate_spec(self) -> GateSpec:
         """The adapters' view of this steer."""

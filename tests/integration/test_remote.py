@@ -126,3 +126,6 @@ def test_the_remote_prober_scores_half_precision_activations_like_float32(tiny_l
     h = torch.randn(3, len(steer.layers), 64).to(dtype)
     p = remote_steer.p_harmful(h)
     assert p.dtype == torch.float32 and torch.allclose(p, steer.p_harmful(h), atol=1e-6)
+    lm_input, gate = torch.randn(3, 2, 64).to(dtype), torch.tensor([True, False, True])
+    steered = remote_steer.steer_lm_input(lm_input, gate)
+    assert steered.dtype == dtype and torch.equal(steered, steer.steer_lm_input(lm_input, gate))

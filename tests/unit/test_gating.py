@@ -121,6 +121,8 @@ def test_pass_inputs_are_read_from_forward_keywords_and_layer_masks():
     mask, past = layer_pass_inputs({"attention_mask": additive}, 2)
     assert mask.tolist() == [[False, True, True]] and past == 1
     assert layer_pass_inputs({}, 4) == (None, 0)
+    with pytest.raises(InvalidInputError, match="BlockMask"):
+        layer_pass_inputs({"attention_mask": object()}, 4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -14,7 +14,36 @@ from torch import Tensor
 
 from .errors import InvalidInputError
 
-__all__ = ["LayerActivations", "TokenCache"]
+__all__ = ["LayerActivations", "TokenCache", "check_activations"]
+
+
+def check_activations(values: Tensor, name: str, layers: Sequence[int] | None = None) -> Tensor:
+    """Refuse activations that are not floating point or not finite, naming the first bad layer.
+
+    Args:
+        values: ``[n, d_model]`` or ``[n, n_layers, d_model]``.
+        name: What they are (for the message).
+        layers: The layer index of each slice along ``n_layers``, if known.
+
+    Returns:
+        ``values`` unchanged.
+
+    Raises:
+        InvalidInputError: Integer (or bool) activations, or a NaN / infinity.
+    """
+    if not values.is_floating_point():
+        raise InvalidInputError(f"{name} must be floating-point activations, got dtype {values.dtype}.")
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        stacked = finite if finite.ndim == 3 else finite.unsqueeze(1)
+        bad = int((~stacked).flatten(2).any(-1).any(0).nonzero()[0, 0])
+        where = f"layer {layers[bad]}" if layers is not None and bad < len(layers) else f"slice {bad}"
+        count = int((~finite).sum())
+        raise InvalidInputError(
+            f"{name} holds {count} non-finite value(s) (NaN or infinity), first at {where}; the model or the data "
+            "produced them. Check the model's dtype (float16 overflows) and the prompts."
+        )
+    return values
 
 
 @dataclass

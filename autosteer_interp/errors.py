@@ -7,6 +7,7 @@ Every error says what was wrong, what was received and what is allowed. All of t
 __all__ = [
     "ArtifactError",
     "AutosteerError",
+    "FitError",
     "DataFormatError",
     "InvalidInputError",
     "LayerIndexError",
@@ -37,6 +38,10 @@ class DataFormatError(AutosteerError, ValueError):
 
 class ModelLoadError(AutosteerError):
     """A model could not be loaded (missing package, no hub access, unknown name)."""
+
+
+class FitError(AutosteerError):
+    """Training went wrong in a way the inputs did not show (e.g. a loss that is not finite)."""
 
 
 class ArtifactError(AutosteerError):

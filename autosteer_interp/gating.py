@@ -99,6 +99,11 @@ def steered_input(h: Tensor, S: Tensor, epsilon: float, gate: Tensor | None = No
     Returns:
         Same shape, dtype and device as ``h``.
     """
+    d_model = h.shape[-1]
+    if tuple(S.shape) != (d_model, d_model):
+        raise InvalidInputError(f"the refusal matrix S is {tuple(S.shape)}; the LM head's input has width {d_model}.")
+    if gate is not None and (gate.ndim != 1 or gate.shape[0] != h.shape[0]):
+        raise InvalidInputError(f"gate must be one value per row ([{h.shape[0]}]), got shape {tuple(gate.shape)}.")
     h32 = h.float()
     delta = einsum(h32, S.to(h.device, torch.float32), "... d_in, d_out d_in -> ... d_out")
     steered = (h32 + epsilon * delta).to(h.dtype)

@@ -23,6 +23,7 @@ Example:
 
 import copy
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,7 +37,7 @@ from torch import Tensor, nn
 
 from ._plotting import finish_figure, new_figure
 from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
-from .containers import LayerActivations
+from .containers import LayerActivations, check_activations
 from .errors import ArtifactError, InvalidInputError
 
 __all__ = ["ProberConfig", "ProberMetrics", "SafetyProber", "probe_sweep", "ProbeSweep"]
@@ -53,7 +54,7 @@ HARMFUL = 1
 
 def _require(condition: bool, name: str, value: Any, allowed: str) -> None:
     if not condition:
-        raise ValueError(f"ProberConfig.{name}={value!r} is invalid; allowed: {allowed}.")
+        raise InvalidInputError(f"ProberConfig.{name}={value!r} is invalid; allowed: {allowed}.")
 
 
 @dataclass
@@ -98,8 +99,9 @@ class ProberConfig:
             self.hidden_sizes,
             "positive integers",
         )
-        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
-        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        rate, decay = self.learning_rate, self.weight_decay
+        _require(math.isfinite(rate) and rate > 0, "learning_rate", rate, "a finite number > 0")
+        _require(math.isfinite(decay) and decay >= 0, "weight_decay", decay, "a finite number >= 0")
         _require(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
         _require(0 < self.validation_fraction < 1, "validation_fraction", self.validation_fraction, "0 < x < 1")
@@ -189,7 +191,7 @@ def _as_features(values: Any, name: str, layers: tuple[int, ...] | None) -> Floa
         raise InvalidInputError(f"{name} must be a [n, d_model] or [n, n_layers, d_model] tensor, got {shape}.")
     if layers is not None and values.shape[1] != len(layers):
         raise InvalidInputError(f"{name} has {values.shape[1]} layers, the prober reads {len(layers)}: {layers}.")
-    return values.float()
+    return check_activations(values, name, layers).float()
 
 
 class SafetyProber(nn.Module):

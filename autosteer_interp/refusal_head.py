@@ -18,6 +18,7 @@ Example:
 """
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -30,8 +31,8 @@ from tqdm.auto import tqdm
 
 from .architectures import get_module, resolve, unwrap
 from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
-from .containers import TokenCache
-from .errors import ArtifactError, InvalidInputError
+from .containers import TokenCache, check_activations
+from .errors import ArtifactError, FitError, InvalidInputError
 from .gating import steered_input
 from .hooks import HookHandle, attach_head
 
@@ -70,18 +71,24 @@ class RefusalHeadConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            ("epsilon", self.epsilon > 0, "> 0"),
+            (
+                "epsilon",
+                isinstance(self.epsilon, int | float) and math.isfinite(self.epsilon) and self.epsilon > 0,
+                "a finite number > 0",
+            ),
             ("target", isinstance(self.target, str) and bool(self.target.strip()), "a non-empty string"),
             ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
+            ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "a finite number > 0"),
             ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer >= 1"),
-            ("retain_weight", self.retain_weight >= 0, ">= 0"),
+            ("retain_weight", math.isfinite(self.retain_weight) and self.retain_weight >= 0, "a finite number >= 0"),
             ("retain_tokens", isinstance(self.retain_tokens, int) and self.retain_tokens >= 1, "an integer >= 1"),
             ("forward_batch_size", isinstance(self.forward_batch_size, int) and self.forward_batch_size >= 1, ">= 1"),
         ]
         for name, ok, allowed in checks:
             if not ok:
-                raise ValueError(f"RefusalHeadConfig.{name}={getattr(self, name)!r} is invalid; allowed: {allowed}.")
+                raise InvalidInputError(
+                    f"RefusalHeadConfig.{name}={getattr(self, name)!r} is invalid; allowed: {allowed}."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -185,6 +192,12 @@ class RefusalHead(nn.Module):
             Mean loss per epoch.
         """
         config = self.config
+        check_activations(cache.hidden, "the cached LM-head inputs")
+        if lm_head.in_features != self.d_model:
+            raise InvalidInputError(
+                f"this refusal head has d_model {self.d_model}; the LM head takes inputs of width "
+                f"{lm_head.in_features}."
+            )
         weight = lm_head.weight.detach().float()
         device = weight.device
         bias = lm_head.bias.detach().float() if lm_head.bias is not None else None
@@ -205,6 +218,11 @@ class RefusalHead(nn.Module):
                 loss.backward()
                 optimiser.step()
                 total += float(loss.detach()) * len(batch)
+            if not math.isfinite(total):
+                raise FitError(
+                    f"refusal head: the training loss of epoch {len(self.history)} is not finite ({total}); lower "
+                    f"learning_rate (now {config.learning_rate}) or check the cached inputs."
+                )
             self.history.append(total / len(order))
             logger.info("refusal head: epoch loss %.4f", self.history[-1])
         return self.eval().history
@@ -241,7 +259,13 @@ class RefusalHead(nn.Module):
         """
         if self.provenance is not None:
             self.provenance.check(model, "this refusal head")
-        return attach_head(_lm_head(model), self.matrix_on, self.epsilon, gate)
+        lm_head = _lm_head(model)
+        if lm_head.in_features != self.d_model:
+            raise InvalidInputError(
+                f"this refusal head has d_model {self.d_model}; the model's LM head takes inputs of width "
+                f"{lm_head.in_features}. Use a head fitted on this model."
+            )
+        return attach_head(lm_head, self.matrix_on, self.epsilon, gate)
 
     # ---------------------------------------------------------------------------------------------- artefact
 

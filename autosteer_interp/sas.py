@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ._plotting import finish_figure, new_figure
-from .containers import LayerActivations
+from .containers import LayerActivations, check_activations
 from .errors import InvalidInputError
 
 __all__ = ["LayerScores", "safety_awareness_scores"]
@@ -150,11 +150,14 @@ def safety_awareness_scores(
         consistent across pairs.
 
     Raises:
-        InvalidInputError: If the shapes or layers differ, there are fewer than 2 pairs, or a pair's
-            difference has zero norm (identical activations: the cosine is undefined).
+        InvalidInputError: If the shapes or layers differ, there are fewer than 2 pairs, a value is not finite
+            or not floating point, or a pair's difference has zero norm (identical activations: the cosine is
+            undefined).
     """
     safe_values, safe_layers = _as_stack(safe, "safe")
     harmful_values, harmful_layers = _as_stack(harmful, "harmful")
+    check_activations(safe_values, "safe", safe_layers or (list(layers) if layers is not None else None))
+    check_activations(harmful_values, "harmful", harmful_layers or (list(layers) if layers is not None else None))
     if safe_values.shape != harmful_values.shape:
         raise InvalidInputError(
             f"safe and harmful activations must have the same shape, got {tuple(safe_values.shape)} and "

@@ -3,7 +3,7 @@ import torch
 
 from autosteer_interp.activations import cache_lm_head_inputs
 from autosteer_interp.artifacts import ModelProvenance
-from autosteer_interp.errors import ArtifactError
+from autosteer_interp.errors import ArtifactError, InvalidInputError
 from autosteer_interp.models import build_tiny_llava_onevision, tiny_image, wrap
 from autosteer_interp.prompts import Prompt, builtin_pairs, encode_prompts
 from autosteer_interp.refusal_head import RefusalHead, RefusalHeadConfig
@@ -132,7 +132,9 @@ def test_fingerprints_survive_a_change_of_dtype(tiny_llava):
 
 
 def test_bad_head_configs_name_the_field():
-    with pytest.raises(ValueError, match=r"RefusalHeadConfig.epsilon=0.0 is invalid; allowed: > 0"):
+    with pytest.raises(
+        InvalidInputError, match=r"RefusalHeadConfig.epsilon=0.0 is invalid; allowed: a finite number > 0"
+    ):
         RefusalHeadConfig(epsilon=0.0)
 
 

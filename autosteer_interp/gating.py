@@ -222,8 +222,6 @@ class GateState:
         self._candidates: list[Tensor] | None = None
         self._has_candidate: Tensor | None = None
         self._finished: Tensor | None = None
-        self._pass_ids: Tensor | None = None
-        self._pass_past = 0
 
     # ------------------------------------------------------------------------------------------ sequences
 
@@ -294,7 +292,6 @@ class GateState:
         self._seen = total
         device = reference.device
         mask = self._full_mask(attention_mask, batch, total, device)
-        self._pass_ids, self._pass_past = input_ids, past_length
         if not self.report.decided:
             self._plan = self._prefill_plan(input_ids, mask, past_length, total)
         elif self.every_step and total > self._prompt_width:

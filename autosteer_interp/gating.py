@@ -6,7 +6,8 @@ this code and only translates its host's events into three calls per forward pas
 1. :meth:`GateState.begin_pass` with what the model's forward receives (token ids, attention mask, length of
    the key/value cache): which rows read which position at this pass, if any;
 2. :meth:`GateState.update` with the gate layers' inputs at those positions: the decision;
-3. :meth:`GateState.steer` on the LM head's input: the refusal head on the gated rows.
+3. :meth:`GateSpec.steer` on the LM head's input when :attr:`GateReport.any_gated`: the refusal head on the
+   gated rows.
 
 **When a row is decided.** A sequence has a prompt of width ``P`` (padded). Each row is decided from the
 inputs of the gate layers at its LAST REAL prompt token: the last position below ``P`` whose attention mask is
@@ -80,6 +81,11 @@ class GateReport:
     def decided(self) -> bool:
         """Whether the prefill decision has been made."""
         return self.p_harmful.numel() > 0
+
+    @property
+    def any_gated(self) -> bool:
+        """Whether any row has the refusal head on (adapters leave the LM head alone otherwise)."""
+        return self.gate.numel() > 0 and bool(self.gate.any())
 
 
 @no_type_check
@@ -370,13 +376,6 @@ class GateState:
             flagged = (p > self.threshold) & plan.rows.to(p.device)
             self.report.gate = self.report.gate | flagged.to(self.report.gate.device)
 
-    def steer(self, h: Tensor, S: Tensor, epsilon: float) -> Tensor:
-        """The LM head's input with the refusal head on the rows gated so far (``h`` itself if none)."""
-        gate = self.report.gate
-        if gate.numel() == 0 or not bool(gate.any()):
-            return h
-        return steered_input(h, S, epsilon, gate)
-
 
 @no_type_check
 class GateSpec:
@@ -418,6 +417,10 @@ class GateSpec:
         self.refusal_matrix = refusal_matrix
         self.eos_token_ids = tuple(eos_token_ids)
         self.image_token_id = image_token_id
+
+    def steer(self, h: Tensor, gate: Tensor) -> Tensor:
+        """The LM head's input ``h`` with the refusal head on the rows ``gate`` selects."""
+        return steered_input(h, self.refusal_matrix(h.device), self.epsilon, gate)
 
     def new_state(self) -> GateState:
         """A fresh :class:`~autosteer_interp.gating.GateState` with this spec's settings."""

@@ -116,11 +116,9 @@ def attach_gate(model: Any, spec: GateSpec, state: GateState | None = None) -> G
         return hook
 
     def on_lm_head(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        gate = state.report.gate
-        if gate.numel() == 0 or not bool(gate.any()):
+        if not state.report.any_gated:
             return None
-        h = args[0]
-        return (steered_input(h, spec.refusal_matrix(h.device), spec.epsilon, gate), *args[1:])
+        return (spec.steer(args[0], state.report.gate), *args[1:])
 
     decoder_layers = get_module(module, spec.layers_path)
     handles: list[Any] = [_GenerateWrapper(module, state.expect)] if callable(getattr(module, "generate", None)) else []

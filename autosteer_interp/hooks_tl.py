@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from .architectures import resolve, unwrap
 from .errors import ArtifactError, InvalidInputError, LayerIndexError, ModelLoadError, UnsupportedModelError
-from .gating import forward_pass_inputs, steered_input
+from .gating import forward_pass_inputs
 from .steer import AutoSteer, SteerReport
 
 __all__ = ["AutoSteerHooks", "boot_bridge"]
@@ -228,7 +228,6 @@ class AutoSteerHooks:
         return read
 
     def _on_lm_input(self, h: Float[Tensor, "batch pos d_model"], hook: Any) -> Tensor | None:
-        gate = self.state.report.gate
-        if gate.numel() == 0 or not bool(gate.any()):
+        if not self.state.report.any_gated:
             return None
-        return steered_input(h, self.spec.refusal_matrix(h.device), self.spec.epsilon, gate)
+        return self.spec.steer(h, self.state.report.gate)

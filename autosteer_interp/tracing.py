@@ -14,11 +14,10 @@ import math
 from typing import Any, no_type_check
 
 import nnsight
-from torch import Tensor
 
 from .architectures import get_module
 from .errors import InvalidInputError
-from .gating import GateReport, GateSpec, GateState, forward_pass_inputs, layer_pass_inputs, steered_input
+from .gating import GateReport, GateSpec, GateState, forward_pass_inputs, layer_pass_inputs
 
 __all__ = ["apply_head", "forward_passes", "gate_and_steer", "read_gate"]
 
@@ -67,10 +66,9 @@ def _read_gate(model: Any, spec: GateSpec, state: GateState, decoder_layers: Any
 
 
 @no_type_check
-def _steer_lm_head(lm_head: Any, spec: GateSpec, gate: Tensor) -> None:
-    if gate.numel() and bool(gate.any()):
-        h = lm_head.input
-        lm_head.input = steered_input(h, spec.refusal_matrix(h.device), spec.epsilon, gate)
+def _steer_lm_head(lm_head: Any, spec: GateSpec, report: GateReport) -> None:
+    if report.any_gated:
+        lm_head.input = spec.steer(lm_head.input, report.gate)
 
 
 @no_type_check
@@ -86,7 +84,7 @@ def read_gate(model: Any, spec: GateSpec) -> GateReport:
 @no_type_check
 def apply_head(model: Any, spec: GateSpec, report: GateReport) -> GateReport:
     """Second half: the refusal head on the LM-head input of the rows ``report`` gates."""
-    _steer_lm_head(get_module(model, spec.lm_head_path), spec, report.gate)
+    _steer_lm_head(get_module(model, spec.lm_head_path), spec, report)
     return report
 
 
@@ -112,7 +110,7 @@ def gate_and_steer(model: Any, spec: GateSpec, tracer: Any = None, steps: int | 
     if tracer is None:
         state.expect(None)
         _read_gate(model, spec, state, decoder_layers, True)
-        _steer_lm_head(lm_head, spec, state.report.gate)
+        _steer_lm_head(lm_head, spec, state.report)
         return report
     kwargs = dict(getattr(tracer, "kwargs", None) or {})
     _check_generation_kwargs(kwargs)
@@ -121,5 +119,5 @@ def gate_and_steer(model: Any, spec: GateSpec, tracer: Any = None, steps: int | 
     state.expect(width)
     for _ in tracer.iter[: forward_passes(steps, width, kwargs.get("prefill_chunk_size"))]:
         _read_gate(model, spec, state, decoder_layers, False)
-        _steer_lm_head(lm_head, spec, state.report.gate)
+        _steer_lm_head(lm_head, spec, state.report)
     return report

@@ -46,6 +46,8 @@ _EXPORTS = {
     "ProberConfig": "prober",
     "RefusalHead": "refusal_head",
     "RefusalHeadConfig": "refusal_head",
+    "ModelProvenance": "provenance",
+    "migrate_artifact": "artifacts",
     "FitConfig": "fit",
     "fit_autosteer": "fit",
     "GateReport": "gating",

@@ -26,11 +26,11 @@ from torch import Tensor
 
 from .activations import TokenCache, cache_lm_head_inputs, collect_activations
 from .architectures import resolve, unwrap
-from .artifacts import ModelProvenance
 from .errors import InvalidInputError
 from .gate import GateData, train_gate
 from .prober import ProberConfig, ProberMetrics
 from .prompts import Prompt, PromptPair, encode_prompts
+from .provenance import ModelProvenance
 from .refusal_head import RefusalHead, RefusalHeadConfig, _lm_head
 from .sas import LayerScores, safety_awareness_scores
 from .steer import AutoSteer

@@ -36,9 +36,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from ._plotting import finish_figure, new_figure
-from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
+from .artifacts import read_artifact, require_tensor, write_artifact
 from .containers import LayerActivations, check_activations
 from .errors import ArtifactError, InvalidInputError
+from .provenance import ModelProvenance, provenance_of_artifact
 
 __all__ = ["ProberConfig", "ProberMetrics", "SafetyProber", "probe_sweep", "ProbeSweep"]
 

@@ -30,11 +30,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .architectures import get_module, resolve, unwrap
-from .artifacts import ModelProvenance, provenance_of_artifact, read_artifact, require_tensor, write_artifact
+from .artifacts import read_artifact, require_tensor, write_artifact
 from .containers import TokenCache, check_activations
 from .errors import ArtifactError, FitError, InvalidInputError
 from .gating import steered_input
 from .hooks import HookHandle, attach_head
+from .provenance import ModelProvenance, provenance_of_artifact
 
 __all__ = ["DEFAULT_REFUSAL", "RefusalHead", "RefusalHeadConfig", "HookHandle"]
 

@@ -28,12 +28,13 @@ from torch import Tensor
 
 from . import tracing
 from .architectures import resolve, unwrap
-from .artifacts import provenance_of_artifact, read_artifact, write_artifact
+from .artifacts import read_artifact, write_artifact
 from .errors import ArtifactError, InvalidInputError
 from .gating import GateReport, GateSpec, steered_input
 from .hooks import GateHandle, attach_gate
 from .prober import ProberConfig, SafetyProber
 from .prompts import Prompt, PromptPair, encode_prompts
+from .provenance import provenance_of_artifact
 from .refusal_head import RefusalHead, RefusalHeadConfig
 
 __all__ = ["AutoSteer", "GenerationResult", "SteerHandle", "SteerReport", "eos_token_ids"]

@@ -2,10 +2,11 @@ import pytest
 import torch
 
 from autosteer_interp.activations import cache_lm_head_inputs
-from autosteer_interp.artifacts import ModelProvenance
+from autosteer_interp.architectures import get_module, resolve
 from autosteer_interp.errors import ArtifactError, InvalidInputError
 from autosteer_interp.models import build_tiny_llava_onevision, tiny_image, wrap
 from autosteer_interp.prompts import Prompt, builtin_pairs, encode_prompts
+from autosteer_interp.provenance import ModelProvenance
 from autosteer_interp.refusal_head import RefusalHead, RefusalHeadConfig
 from tests.reference.paper_formulas import paper_refusal_logits
 
@@ -118,7 +119,7 @@ def test_save_load_round_trip_and_model_checks(tiny_llava, tmp_path):
 
 
 def test_a_head_from_a_wider_model_is_refused(tiny_llava):
-    provenance = ModelProvenance("big", "llava_onevision", 3584, (152064, 3584), (0.1,) * 128)
+    provenance = ModelProvenance("big", "llava_onevision", 3584, (152064, 3584), {}, {"lm_head.weight": (0.1,) * 128})
     with pytest.raises(ArtifactError, match="d_model=3584.*this model has d_model=64"):
         provenance.check(tiny_llava, "this head")
 
@@ -129,6 +130,29 @@ def test_fingerprints_survive_a_change_of_dtype(tiny_llava):
     assert ModelProvenance.of(as_bf16).matches(ModelProvenance.of(tiny_llava))
     other, _, _ = build_tiny_llava_onevision(seed=1)
     assert not ModelProvenance.of(other).matches(ModelProvenance.of(tiny_llava))
+
+
+def test_fingerprints_tell_apart_checkpoints_that_share_their_lm_head(tiny_llava):
+    hf, tokenizer, processor = build_tiny_llava_onevision()
+    spec = resolve(hf)
+    with torch.no_grad():
+        for layer in get_module(hf, spec.layers_path)[1:]:  # the LM head and embedding stay as they are
+            for parameter in layer.parameters():
+                parameter.mul_(1.5)
+    mine, theirs = ModelProvenance.of(tiny_llava), ModelProvenance.of(wrap(hf, tokenizer, processor))
+    assert theirs.signatures[f"{spec.row.lm_head_path}.weight"] == mine.signatures[f"{spec.row.lm_head_path}.weight"]
+    assert any("layers" in d and "differ" in d for d in mine.differences(theirs))
+    with pytest.raises(ArtifactError, match="different checkpoint: weights .*layers.* differ"):
+        mine.check(wrap(hf, tokenizer, processor), "this head")
+
+
+def test_fingerprints_compare_the_architecture(tiny_llava):
+    mine = ModelProvenance.of(tiny_llava)
+    assert mine.architecture["text_config.num_hidden_layers"] == resolve(tiny_llava).n_layers
+    other = ModelProvenance(**{**mine.__dict__, "architecture": {**mine.architecture, "text_config.rms_norm_eps": 0.1}})
+    assert mine.differences(other) == [
+        f"config text_config.rms_norm_eps {mine.architecture['text_config.rms_norm_eps']!r} vs 0.1"
+    ]
 
 
 def test_bad_head_configs_name_the_field():

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -7,6 +8,13 @@ from autosteer_interp.artifacts import read_artifact, write_artifact
 from autosteer_interp.errors import ArtifactError
 
 
+def reseal(folder):
+    """Recompute checksums.json as someone editing the folder on purpose would."""
+    paths = [p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != "checksums.json"]
+    files = {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    (folder / "checksums.json").write_text(json.dumps({"algorithm": "sha256", "files": files}))
+
+
 def save(path, value=1.0, **kwargs):
     return write_artifact(path, "thing", {"answer": value}, {"w": torch.full((3,), value)}, **kwargs)
 
@@ -14,7 +22,7 @@ def save(path, value=1.0, **kwargs):
 def test_round_trip_keeps_config_and_tensors(tmp_path):
     save(tmp_path / "a")
     config, tensors = read_artifact(tmp_path / "a", "thing")
-    assert config["answer"] == 1.0 and config["format_version"] == 1 and "library_version" in config
+    assert config["answer"] == 1.0 and config["format_version"] == 2 and "library_version" in config
     assert torch.equal(tensors["w"], torch.ones(3))
 
 
@@ -69,12 +77,7 @@ def test_a_pickle_in_place_of_the_tensors_never_executes(tmp_path):
     marker = tmp_path / "pwned"
     payload = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
     (tmp_path / "a" / "tensors.safetensors").write_bytes(payload)
-    config_path = tmp_path / "a" / "config.json"
-    config = json.loads(config_path.read_text())
-    import hashlib
-
-    config["tensors_sha256"] = hashlib.sha256(payload).hexdigest()  # even with a matching checksum
-    config_path.write_text(json.dumps(config))
+    reseal(tmp_path / "a")  # even with matching checksums
     with pytest.raises(ArtifactError, match="not a readable safetensors file"):
         read_artifact(tmp_path / "a", "thing")
     assert not marker.exists()
@@ -88,8 +91,10 @@ def test_wrong_kind_unknown_version_and_bad_json_are_refused(tmp_path):
     config = json.loads(config_path.read_text())
     config["format_version"] = 99
     config_path.write_text(json.dumps(config))
-    with pytest.raises(ArtifactError, match="format_version 99.*reads format_version 1"):
+    reseal(tmp_path / "a")
+    with pytest.raises(ArtifactError, match="format_version 99.*reads format_version 2"):
         read_artifact(tmp_path / "a", "thing")
     config_path.write_text("{broken")
+    reseal(tmp_path / "a")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         read_artifact(tmp_path / "a", "thing")

@@ -112,7 +112,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert torch.equal(loaded.predict_proba(harmful), prober.predict_proba(harmful))
     assert (loaded.layers, loaded.threshold, loaded.config) == ((2,), prober.threshold, prober.config)
     config = json.loads((tmp_path / "prober" / "config.json").read_text())
-    assert config["kind"] == "safety_prober" and config["format_version"] == 1 and config["d_model"] == 32
+    assert config["kind"] == "safety_prober" and config["format_version"] == 2 and config["d_model"] == 32
 
 
 def test_probe_sweep_reports_auroc_per_layer_beside_sas(tmp_path):

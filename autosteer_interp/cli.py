@@ -19,7 +19,7 @@ from typing import Any
 
 from .demo import DEMO_MODEL
 from .errors import AutosteerError, InvalidInputError
-from .prompts import Prompt, PromptPair, builtin_borderline, builtin_pairs, load_queries, load_vlsafe
+from .prompts import Prompt, PromptPair, builtin_borderline, builtin_pairs, load_pairs, load_queries, load_vlsafe
 
 __all__ = ["main"]
 
@@ -55,7 +55,7 @@ def parse_range(text: str | None, limit: int | None = None) -> slice:
     return slice(start, stop)
 
 
-def load_pair_source(spec: str) -> list[PromptPair]:
+def load_pair_source(spec: str, deduplicate: bool = True) -> list[PromptPair]:
     """Contrastive pairs from ``"builtin"``, a VLSafe directory, or a jsonl file with ``harmful`` and ``safe``.
 
     A VLSafe directory holds the two files of the AutoSteer release (or a ``vlsafe/`` folder that does).
@@ -68,10 +68,9 @@ def load_pair_source(spec: str) -> list[PromptPair]:
         return builtin_pairs()
     path = Path(spec)
     if path.is_dir():
-        return load_vlsafe(path / "vlsafe" if (path / "vlsafe").is_dir() else path)
+        return load_vlsafe(path / "vlsafe" if (path / "vlsafe").is_dir() else path, deduplicate=deduplicate)
     if path.is_file():
-        harmful, safe = load_queries(path, text_field="harmful"), load_queries(path, text_field="safe")
-        return [PromptPair(h, s, id=str(i + 1)) for i, (h, s) in enumerate(zip(harmful, safe))]
+        return load_pairs(path, deduplicate=deduplicate)
     raise InvalidInputError(
         f"--pairs {spec!r}: no such file or directory. Allowed: 'builtin', a VLSafe directory (the two jsonl "
         "files of the AutoSteer release), or a jsonl file with 'harmful' and 'safe' fields."

@@ -10,8 +10,9 @@ than harm (see :mod:`autosteer_interp.robustness`). :class:`GateData` assembles 
   applied to BOTH sides so the wrapper itself is never the signal;
 * borderline-benign requests as extra negatives (training split).
 
-Whole pairs (with their wrapped copies) are split into a training part and a held-out part; the held-out part
-gives the validation metrics and the threshold calibration. The built-in TEST splits are never used here.
+Whole pairs (with their wrapped copies) are split into a training part and a held-out part, disjoint by text
+(:mod:`autosteer_interp.splits`); the held-out part gives the validation metrics and the threshold calibration.
+The built-in TEST splits are never used here.
 
 Example:
     >>> data = GateData.build(pairs, builtin=True, wrap=True)                          # doctest: +SKIP
@@ -31,6 +32,7 @@ from .architectures import resolve
 from .errors import InvalidInputError
 from .prober import ProberConfig, ProberMetrics, SafetyProber
 from .prompts import Prompt, PromptPair, builtin_borderline, builtin_gate_pairs, jailbreak_wrappers, wrap_prompts
+from .splits import move_shared_to_train, split_by_keys
 
 __all__ = ["GateData", "GatePart", "train_gate"]
 
@@ -106,27 +108,27 @@ class GateData:
         if not 0 < validation_fraction < 1:
             raise InvalidInputError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
         generator = torch.Generator().manual_seed(seed)
-
-        def split(n: int) -> tuple[list[int], list[int]]:
-            order = torch.randperm(n, generator=generator).tolist()
-            n_val = max(1, round(validation_fraction * n)) if n >= 2 else 0
-            return sorted(order[n_val:]), sorted(order[:n_val])
-
         others = list(gate_pairs or []) + (builtin_gate_pairs("train") if builtin else [])
         negatives = list(extra_negatives or []) + (builtin_borderline("train") if builtin else [])
+        # Split by text: a request (or a pair sharing one) is held out or trained on, never both.
+        sources = [[{p.harmful.text, p.safe.text} for p in pairs], [{p.harmful.text, p.safe.text} for p in others]]
+        sources.append([{p.text} for p in negatives])
+        splits = [(*split_by_keys(keys, validation_fraction, generator), keys) for keys in sources]
+        move_shared_to_train(splits)
+        (user_split, other_split, negative_split) = ((train, val) for train, val, _ in splits)
         wrappers = jailbreak_wrappers("train")
         n_pairs = len(pairs) + len(others)
         n_wrapped = 0 if not wrap else n_pairs if max_wrapped is None else min(max_wrapped, n_pairs)
         to_wrap = set(torch.randperm(n_pairs, generator=generator)[:n_wrapped].tolist())
         parts: dict[str, GatePart] = {}
-        for stage, user_rows, other_rows in zip(("train", "val"), split(len(pairs)), split(len(others))):
+        for stage, user_rows, other_rows in zip(("train", "val"), user_split, other_split):
             chosen = [pairs[i] for i in user_rows if i in to_wrap]
             chosen += [others[i] for i in other_rows if len(pairs) + i in to_wrap]
             for side in ("harmful", "safe"):
                 parts[f"{stage}_{side}"] = GatePart(side, user_rows, [getattr(others[i], side) for i in other_rows])
                 wrapped = wrap_prompts([getattr(p, side) for p in chosen], wrappers, seed=seed)
                 parts[f"{stage}_wrapped_{side}"] = GatePart(side, [], wrapped)
-        for stage, rows in zip(("train", "val"), split(len(negatives))):
+        for stage, rows in zip(("train", "val"), negative_split):
             parts[f"{stage}_negatives"] = GatePart("safe", [], [negatives[i] for i in rows])
         return cls(parts)
 

@@ -40,6 +40,7 @@ from .artifacts import read_artifact, require_tensor, write_artifact
 from .containers import LayerActivations, check_activations
 from .errors import ArtifactError, InvalidInputError
 from .provenance import ModelProvenance, provenance_of_artifact
+from .splits import activation_keys, move_shared_to_train, split_by_keys
 
 __all__ = ["ProberConfig", "ProberMetrics", "SafetyProber", "probe_sweep", "ProbeSweep"]
 
@@ -496,34 +497,30 @@ def _class_weights(labels: Tensor) -> Tensor:
 def _split(
     harmful: Tensor, safe: Tensor, extra: Tensor | None, fraction: float, generator: Any
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """Random train/validation split; paired rows (equal counts) stay on the same side."""
+    """Random train/validation split, disjoint by request: identical rows (one prompt) never straddle it.
 
-    def cut(n: int) -> tuple[Tensor, Tensor]:
-        order = torch.randperm(n, generator=generator)
-        n_val = max(1, int(round(fraction * n)))
-        return order[n_val:], order[:n_val]
-
-    parts: dict[str, list[Tensor]] = {"train_x": [], "train_y": [], "val_x": [], "val_y": []}
-
-    def add(x: Tensor, label: int, train_idx: Tensor, val_idx: Tensor) -> None:
-        parts["train_x"].append(x[train_idx])
-        parts["train_y"].append(torch.full((len(train_idx),), label))
-        parts["val_x"].append(x[val_idx])
-        parts["val_y"].append(torch.full((len(val_idx),), label))
-
+    Paired rows (equal counts) stay on the same side; ``extra`` (benign) rows are split on their own.
+    """
+    extra = extra if extra is not None and len(extra) >= 2 else None
+    stacks = [harmful, safe] + ([extra] if extra is not None else [])
+    ids = activation_keys(*stacks)
+    # Each source: (stacks it indexes with their labels, the keys of its rows).
+    sources: list[tuple[list[tuple[Tensor, int]], list[set[Any]]]] = []
     if len(harmful) == len(safe):
-        train_idx, val_idx = cut(len(harmful))
-        add(harmful, HARMFUL, train_idx, val_idx)
-        add(safe, 0, train_idx, val_idx)
+        sources.append(([(harmful, HARMFUL), (safe, 0)], [{h, s} for h, s in zip(ids[0], ids[1])]))
     else:
-        add(harmful, HARMFUL, *cut(len(harmful)))
-        add(safe, 0, *cut(len(safe)))
-    if extra is not None and len(extra) >= 2:
-        add(extra, 0, *cut(len(extra)))
-    return (
-        (torch.cat(parts["train_x"]), torch.cat(parts["train_y"])),
-        (torch.cat(parts["val_x"]), torch.cat(parts["val_y"])),
-    )
+        sources += [([(harmful, HARMFUL)], [{i} for i in ids[0]]), ([(safe, 0)], [{i} for i in ids[1]])]
+    if extra is not None:
+        sources.append(([(extra, 0)], [{i} for i in ids[2]]))
+    splits = [(*split_by_keys(keys, fraction, generator), keys) for _, keys in sources]
+    move_shared_to_train(splits)
+    sides: dict[str, tuple[list[Tensor], list[Tensor]]] = {"train": ([], []), "val": ([], [])}
+    for (targets, _), (train_rows, val_rows, _) in zip(sources, splits):
+        for side, rows in (("train", train_rows), ("val", val_rows)):
+            for x, label in targets:
+                sides[side][0].append(x[rows])
+                sides[side][1].append(torch.full((len(rows),), label))
+    return tuple((torch.cat(xs), torch.cat(ys)) for xs, ys in sides.values())  # type: ignore[return-value]
 
 
 @dataclass

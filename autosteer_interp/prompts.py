@@ -22,6 +22,7 @@ Example:
 """
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +36,8 @@ from torch import Tensor
 from .architectures import input_placement, resolve
 from .errors import DataFormatError, InvalidInputError
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "GATE_STYLES",
     "WRAPPER_FAMILIES",
@@ -44,9 +47,11 @@ __all__ = [
     "builtin_borderline",
     "builtin_gate_pairs",
     "builtin_pairs",
+    "deduplicate_pairs",
     "encode_prompts",
     "format_prompt",
     "jailbreak_wrappers",
+    "load_pairs",
     "load_queries",
     "load_tovilag",
     "load_vlsafe",
@@ -190,8 +195,15 @@ def _read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"data file not found: {path}")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataFormatError(
+                    f"{path}, line {number}: not valid UTF-8 (byte {raw[error.start]:#04x} at column "
+                    f"{error.start + 1}); save the file as UTF-8."
+                ) from error
             if not line.strip():
                 continue
             try:
@@ -204,14 +216,51 @@ def _read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _field(record: dict[str, Any], names: Sequence[str], path: Path, number: int) -> str:
+    """The first of ``names`` present in ``record``: a non-empty string, or a :class:`DataFormatError`."""
     for name in names:
-        value = record.get(name)
-        if isinstance(value, str) and value.strip():
-            return value
+        if name not in record:
+            continue
+        value = record[name]
+        if not isinstance(value, str):
+            raise DataFormatError(
+                f"{path}, line {number}: field {name!r} must be a string, got {type(value).__name__} "
+                f"({json.dumps(value)[:60]})."
+            )
+        if not value.strip():
+            raise DataFormatError(f"{path}, line {number}: field {name!r} is empty.")
+        return value
     raise DataFormatError(
         f"{path}, line {number}: missing a non-empty string field {' or '.join(map(repr, names))}; "
         f"found fields {sorted(record)}."
     )
+
+
+def _check_distinct(harmful: str, safe: str, where: str) -> None:
+    if harmful.strip() == safe.strip():
+        raise DataFormatError(
+            f"{where}: the harmful and the safe text are the same ({harmful[:60]!r}); a contrastive pair needs "
+            "two different requests."
+        )
+
+
+def deduplicate_pairs(pairs: Sequence[PromptPair]) -> tuple[list[PromptPair], int]:
+    """Drop every pair whose harmful or safe text already appeared (on either side) in an earlier pair.
+
+    Afterwards no text occurs twice, so any split of the list by index is disjoint by text.
+
+    Returns:
+        ``(kept pairs, number dropped)``.
+    """
+    seen: set[str] = set()
+    kept = []
+    for pair in pairs:
+        texts = {pair.harmful.text.strip(), pair.safe.text.strip()}
+        if not texts & seen:
+            kept.append(pair)
+        seen |= texts
+    if len(kept) < len(pairs):
+        logger.info("dropped %d of %d pairs that repeat an earlier pair's text", len(pairs) - len(kept), len(pairs))
+    return kept, len(pairs) - len(kept)
 
 
 def _image_path(image_dir: str | Path | None, name: str | None, path: Path, number: int) -> Path | None:
@@ -237,6 +286,7 @@ def load_vlsafe(
     safe_path: str | Path | None = None,
     image_dir: str | Path | None = None,
     limit: int | None = None,
+    deduplicate: bool = True,
 ) -> list[PromptPair]:
     """Load VLSafe contrastive pairs in the format of the public AutoSteer release.
 
@@ -248,14 +298,16 @@ def load_vlsafe(
             holding one ``VLSafe_harmlessnss_alignment*.jsonl`` and one ``vlsafe_convert_safe*.jsonl``.
         safe_path: e.g. ``vlsafe_convert_safe.jsonl``.
         image_dir: Directory of the COCO images named by ``image_id``; ``None`` gives text-only prompts.
-        limit: Keep only the first ``limit`` pairs.
+        limit: Keep only the first ``limit`` pairs (after deduplication).
+        deduplicate: Drop pairs whose harmful or safe text repeats an earlier pair's (the shared 2000 pairs
+            hold 187 repeated harmful and 162 repeated safe texts; 1799 pairs remain). The count is logged.
 
     Returns:
         The pairs, in file order; ``id`` is the 1-based line number, ``meta`` holds ``image_id`` and ``caption``.
 
     Raises:
-        DataFormatError: If a file is missing or malformed, the files have different lengths, or a line's
-            ``orig_query`` / ``image_id`` does not match the harmful file's line.
+        DataFormatError: If a file is missing or malformed, the files have different lengths, a line's
+            ``orig_query`` / ``image_id`` does not match the harmful file's line, or a pair's two texts are equal.
     """
     harmful_path = Path(harmful_path)
     if safe_path is None:
@@ -274,10 +326,9 @@ def load_vlsafe(
         )
     pairs: list[PromptPair] = []
     for (h_line, h_rec), (s_line, s_rec) in zip(harmful_records, safe_records):
-        if limit is not None and len(pairs) >= limit:
-            break
         query = _field(h_rec, ["query"], harmful_path, h_line)
         safe_query = _field(s_rec, ["safe_query"], safe_path, s_line)
+        _check_distinct(query, safe_query, f"{safe_path}, line {s_line} (pair of line {h_line} of {harmful_path})")
         if "orig_query" in s_rec and s_rec["orig_query"] != query:
             raise DataFormatError(
                 f"{safe_path}, line {s_line}: orig_query does not match the query on line {h_line} of "
@@ -298,7 +349,38 @@ def load_vlsafe(
                 meta={"image_id": image_id, "caption": h_rec.get("caption")},
             )
         )
-    return pairs
+    if deduplicate:
+        pairs = deduplicate_pairs(pairs)[0]
+    return pairs[:limit]
+
+
+def load_pairs(
+    path: str | Path, harmful_field: str = "harmful", safe_field: str = "safe", deduplicate: bool = True
+) -> list[PromptPair]:
+    """Load contrastive pairs from jsonl: one object per line with a harmful and a safe request.
+
+    Args:
+        path: The jsonl file.
+        harmful_field: Name of the harmful request's field.
+        safe_field: Name of the safe request's field.
+        deduplicate: Drop pairs that repeat an earlier pair's text (see :func:`deduplicate_pairs`).
+
+    Returns:
+        The pairs in file order; ``id`` is the line number, ``category`` the optional ``category`` field.
+
+    Raises:
+        DataFormatError: If the file is missing or malformed, or a pair's two texts are equal.
+    """
+    path = Path(path)
+    pairs = []
+    for line, record in _read_jsonl(path):
+        harmful, safe = _field(record, [harmful_field], path, line), _field(record, [safe_field], path, line)
+        _check_distinct(harmful, safe, f"{path}, line {line}")
+        category = record.get("category", "")
+        pairs.append(PromptPair(Prompt(harmful), Prompt(safe), id=str(line), category=str(category)))
+    if not pairs:
+        raise DataFormatError(f"{path} holds no pairs (every line is empty).")
+    return deduplicate_pairs(pairs)[0] if deduplicate else pairs
 
 
 def load_tovilag(path: str | Path, image_dir: str | Path | None = None) -> list[Prompt]:

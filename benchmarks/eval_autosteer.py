@@ -1,6 +1,6 @@
 """Acceptance run for AutoSteer on the real SmolLM2 inside LLaVA-OneVision (VLSafe, text only).
 
-``AutoSteer.fit`` on the first 1600 VLSafe pairs (SAS over layers 1..29, the paper's MLP prober with our
+``AutoSteer.fit`` on all but the last 400 VLSafe pairs (deduplicated: 1399 of the 1799) (SAS over layers 1..29, the paper's MLP prober with our
 borderline-benign negatives, refusal head), then greedy generation (32 new tokens) on the last 400 pairs:
 refusal rate (substring judge) on the harmful requests and on their safe counterparts for Orig (unsteered),
 Steer (refusal head always on) and AutoSteer (gated per sample). Also the held-out borderline-benign requests.
@@ -38,7 +38,7 @@ def main():
     out = Path(args.out)
 
     pairs = load_vlsafe(Path(args.data) / "vlsafe")
-    fit_pairs, test_pairs = pairs[:1600], pairs[-400:]
+    fit_pairs, test_pairs = pairs[:-400], pairs[-400:]  # disjoint by text: load_vlsafe deduplicates
     model = load_model("smollm2-llava-onevision")
     start = time.perf_counter()
     steer = AutoSteer.fit(model, fit_pairs, progress=False)

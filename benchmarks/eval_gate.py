@@ -127,7 +127,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     pairs = load_vlsafe(Path(args.data) / "vlsafe")
-    fit_pairs, test_pairs = pairs[:1600], pairs[-400:]
+    fit_pairs, test_pairs = pairs[:-400], pairs[-400:]  # disjoint by text: load_vlsafe deduplicates
     extra = {"device_map": args.device_map} if args.device_map else {}
     model = load_model(args.model, dtype=getattr(torch, args.dtype), **extra)
     key = hashlib.sha256(f"{len(pairs)}{pairs[0].harmful.text}".encode()).hexdigest()[:12]

@@ -28,7 +28,8 @@ from ._prefill import prepare_prefill
 from .architectures import ArchSpec, get_module, resolve
 from .containers import LayerActivations, TokenCache
 from .errors import InvalidInputError
-from .prompts import Prompt, encode_prompts
+from .prompts import Prompt, check_prompt_lengths, check_prompts, encode_prompts
+from .validation import positive_int
 
 __all__ = ["LayerActivations", "TokenCache", "cache_lm_head_inputs", "collect_activations", "last_prompt_positions"]
 
@@ -121,16 +122,16 @@ def collect_activations(
         the layer indices in the order requested.
 
     Raises:
-        InvalidInputError: If ``prompts`` is empty, ``batch_size < 1``, ``layers`` is empty or repeats an
+        InvalidInputError: If ``prompts`` is empty or not a list of :class:`Prompt`, a prompt is longer than
+            the model's context, ``batch_size < 1``, ``layers`` is empty or repeats an
             index, or ``stream_to`` already exists.
         LayerIndexError: If a layer index is out of range.
     """
     spec = resolve(model)
     layers = _check_layers(spec, layers)
-    if len(prompts) == 0:
-        raise InvalidInputError("expected at least one prompt, got an empty list.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    prompts = check_prompts(prompts)
+    batch_size = positive_int(batch_size, "batch_size")
+    check_prompt_lengths(model, prompts)
     shape = (len(prompts), len(layers), spec.d_model)
     if stream_to is not None:
         stream_to = Path(stream_to)
@@ -175,8 +176,8 @@ def cache_lm_head_inputs(
     Returns:
         The LM-head inputs at the positions that predict each target token, and those tokens.
     """
-    if len(prompts) == 0:
-        raise InvalidInputError("expected at least one prompt, got an empty list.")
+    prompts = check_prompts(prompts)
+    check_prompt_lengths(model, prompts)
     targets = targets.expand(len(prompts), -1) if targets.ndim == 1 else targets
     if targets.shape[0] != len(prompts):
         raise InvalidInputError(f"got {targets.shape[0]} target rows for {len(prompts)} prompts.")

@@ -94,6 +94,7 @@ class ArchSpec:
         d_model: Width of the residual stream.
         d_vocab: Number of rows of the LM head.
         image_token_id: Id of the image placeholder token, or ``None`` for text-only models.
+        context_length: The most positions the language model takes (``max_position_embeddings``), if known.
     """
 
     model_type: str
@@ -102,6 +103,7 @@ class ArchSpec:
     d_model: int
     d_vocab: int
     image_token_id: int | None
+    context_length: int | None = None
 
     @property
     def layers_path(self) -> str:
@@ -209,4 +211,9 @@ def resolve(model: Any) -> ArchSpec:
         d_model=int(text_config.hidden_size),
         d_vocab=int(lm_head.weight.shape[0]),
         image_token_id=None if image_token_id is None else int(image_token_id),
+        context_length=_int_or_none(getattr(text_config, "max_position_embeddings", None)),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None

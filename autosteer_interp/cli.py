@@ -1,7 +1,10 @@
-"""Command-line interface: ``autosteer-interp fit | eval | generate | demo | sas``.
+"""Command-line interface: ``autosteer-interp fit | eval | robustness | generate | demo | sas | migrate``.
 
-Every command checks its inputs (paths, data files, slices, the output folder) before loading a model or
-writing anything, and never writes into an existing non-empty ``--out``.
+Every command checks all of its inputs before loading a model or writing anything: numbers (ranges,
+finiteness), layer lists and artefacts against the model's sizes (read from its config, not its weights), data
+files (errors name the file and line), slices against the data's real size, and that ``--out`` is new and can be
+created. It never writes into an existing non-empty ``--out``. Prompts longer than the model's context are
+refused once the tokenizer is loaded, before any forward pass.
 
 Exit codes: 0 success; 2 bad input or usage (a clear message on stderr); 1 unexpected failure (a traceback).
 """
@@ -19,11 +22,20 @@ from typing import Any
 
 from .demo import DEMO_MODEL
 from .errors import AutosteerError, InvalidInputError
-from .prompts import Prompt, PromptPair, builtin_borderline, builtin_pairs, load_pairs, load_queries, load_vlsafe
+from .prompts import (
+    Prompt,
+    PromptPair,
+    builtin_borderline,
+    builtin_pairs,
+    check_prompt_lengths,
+    deduplicate_pairs,
+    load_pairs,
+    load_queries,
+    load_vlsafe,
+)
+from .validation import check_new_folder, check_window, finite_number, layer_list, non_negative_int, positive_int
 
 __all__ = ["main"]
-
-logger = logging.getLogger("autosteer_interp.cli")
 
 STEER_DIR = "autosteer"  # where `fit` saves the AutoSteer artefact inside --out
 
@@ -37,8 +49,8 @@ def parse_range(text: str | None, limit: int | None = None) -> slice:
     Raises:
         InvalidInputError: If the text is not ``A:B`` with integer bounds, or ``limit < 1``.
     """
-    if limit is not None and limit < 1:
-        raise InvalidInputError(f"--limit must be a positive integer, got {limit}.")
+    if limit is not None:
+        positive_int(limit, "--limit")
     if text is None:
         return slice(None, limit)
     parts = text.split(":")
@@ -48,7 +60,7 @@ def parse_range(text: str | None, limit: int | None = None) -> slice:
         start, stop = (int(part) if part.strip() else None for part in parts)
     except ValueError as error:
         raise InvalidInputError(
-            f"--range must look like A:B with integers (e.g. 0:1600, -400:, :100), got {text!r}."
+            f"--range must look like A:B with integers (e.g. :-400, -400:, 0:100), got {text!r}."
         ) from error
     if limit is not None:
         raise InvalidInputError("pass either --range or --limit, not both.")
@@ -58,7 +70,8 @@ def parse_range(text: str | None, limit: int | None = None) -> slice:
 def load_pair_source(spec: str, deduplicate: bool = True) -> list[PromptPair]:
     """Contrastive pairs from ``"builtin"``, a VLSafe directory, or a jsonl file with ``harmful`` and ``safe``.
 
-    A VLSafe directory holds the two files of the AutoSteer release (or a ``vlsafe/`` folder that does).
+    A VLSafe directory holds the two files of the AutoSteer release (or a ``vlsafe/`` folder that does). Pairs
+    that repeat an earlier pair's text are dropped unless ``deduplicate`` is false (the count is printed).
 
     Raises:
         InvalidInputError: If ``spec`` is none of these.
@@ -68,23 +81,30 @@ def load_pair_source(spec: str, deduplicate: bool = True) -> list[PromptPair]:
         return builtin_pairs()
     path = Path(spec)
     if path.is_dir():
-        return load_vlsafe(path / "vlsafe" if (path / "vlsafe").is_dir() else path, deduplicate=deduplicate)
-    if path.is_file():
-        return load_pairs(path, deduplicate=deduplicate)
-    raise InvalidInputError(
-        f"--pairs {spec!r}: no such file or directory. Allowed: 'builtin', a VLSafe directory (the two jsonl "
-        "files of the AutoSteer release), or a jsonl file with 'harmful' and 'safe' fields."
-    )
+        pairs = load_vlsafe(path / "vlsafe" if (path / "vlsafe").is_dir() else path, deduplicate=False)
+    elif path.is_file():
+        pairs = load_pairs(path, deduplicate=False)
+    else:
+        raise InvalidInputError(
+            f"--pairs {spec!r}: no such file or directory. Allowed: 'builtin', a VLSafe directory (the two jsonl "
+            "files of the AutoSteer release), or a jsonl file with 'harmful' and 'safe' fields."
+        )
+    if not deduplicate:
+        return pairs
+    kept, dropped = deduplicate_pairs(pairs)
+    if dropped:
+        _progress_note(
+            f"--pairs {spec}: dropped {dropped} of {len(pairs)} pairs repeating an earlier pair's text "
+            "(--keep-duplicates keeps them)."
+        )
+    return kept
 
 
 def select_pairs(pairs: list[PromptPair], window: slice, spec: str) -> list[PromptPair]:
-    """``pairs[window]``, refusing an empty selection."""
-    chosen = pairs[window]
-    if not chosen:
-        raise InvalidInputError(
-            f"the slice {window.start}:{window.stop} of --pairs {spec!r} is empty ({len(pairs)} pairs available)."
-        )
-    return chosen
+    """``pairs[window]``, refusing bounds past the data and an empty selection."""
+    shown = "" if window.start is None and window.stop is None else f"{window.start or ''}:{window.stop or ''}"
+    check_window(window, len(pairs), f"--range/--limit {shown}".rstrip(), f"--pairs {spec}")
+    return pairs[window]
 
 
 @dataclass
@@ -116,13 +136,15 @@ def load_prompt_set(spec: str, harmful: bool) -> PromptSet:
             f"{flag} {spec!r}: {source!r} is not a file. Allowed: [NAME=]FILE.jsonl (one object per line with a "
             "'query' field), 'borderline' or 'builtin'."
         )
-    return PromptSet(name or path.stem, load_queries(path))
+    prompts = load_queries(path)
+    if not prompts:
+        raise InvalidInputError(f"{spec!r}: {path} holds no requests.")
+    return PromptSet(name or path.stem, prompts)
 
 
 def check_new_output(out: Path) -> None:
-    """Refuse an ``--out`` that exists and is not an empty directory (nothing is ever overwritten)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidInputError(f"--out {out} exists and is not empty; choose a new directory.")
+    """Refuse an ``--out`` that exists and is not empty, or cannot be created (nothing is ever overwritten)."""
+    check_new_folder(out, "--out")
 
 
 def resolve_steer_dir(spec: str) -> Path:
@@ -135,17 +157,48 @@ def resolve_steer_dir(spec: str) -> Path:
     return path
 
 
-def _parse_layers(text: str | None) -> list[int] | None:
+def load_steer_for(spec: str, layout: Any) -> Any:
+    """The AutoSteer at ``--steer``, checked against the model's sizes before the model loads.
+
+    Raises:
+        ArtifactError: If the artefact is broken, or its width or layers do not fit the model.
+    """
+    from .errors import ArtifactError
+    from .steer import AutoSteer
+
+    steer = AutoSteer.load(resolve_steer_dir(spec))
+    if steer.prober.d_model != layout.d_model:
+        raise ArtifactError(
+            f"--steer {spec}: fitted on a model with d_model {steer.prober.d_model}; --model {layout.name} has "
+            f"d_model {layout.d_model}."
+        )
+    outside = [layer for layer in steer.layers if layer >= layout.n_layers]
+    if outside:
+        raise ArtifactError(
+            f"--steer {spec}: its gate reads layers {list(steer.layers)}; --model {layout.name} has "
+            f"{layout.n_layers} layers."
+        )
+    return steer
+
+
+def _parse_layers(text: str | None, n_layers: int, flag: str = "--layers") -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
-        raise InvalidInputError(f"--layers must be comma-separated integers like 4,8,12, got {text!r}.") from error
+        raise InvalidInputError(f"{flag} must be comma-separated integers like 4,8,12, got {text!r}.") from error
+    return layer_list(values, flag, n_layers)
 
 
 def _progress_note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _layout(name: str) -> Any:
+    from .models import model_layout
+
+    return model_layout(name)
 
 
 # ------------------------------------------------------------------------------------------------ sas
@@ -173,26 +226,26 @@ def _save_plot(plot: Any, path: Path, **kwargs: Any) -> str:
 
 def _cmd_sas(args: argparse.Namespace) -> int:
     from .activations import collect_activations
-    from .architectures import resolve
     from .models import load_model
     from .sas import safety_awareness_scores
 
     spec = args.vlsafe if args.vlsafe is not None else args.pairs
     if args.vlsafe is not None and not Path(args.vlsafe).is_dir():
         raise InvalidInputError(f"--vlsafe {args.vlsafe} is not a directory with the two VLSafe jsonl files.")
-    pairs = select_pairs(load_pair_source(spec), parse_range(args.range, args.limit), spec)
-    layers = _parse_layers(args.layers)
+    window = parse_range(args.range, args.limit)
     out = Path(args.out)
     check_new_output(out)
+    pairs = select_pairs(load_pair_source(spec, not args.keep_duplicates), window, spec)
+    if len(pairs) < 2:
+        raise InvalidInputError(f"the SAS needs at least 2 pairs; the selection holds {len(pairs)}.")
+    layout = _layout(args.model)
+    # Layer 0 is the token embedding: at the last prompt token (the generation prompt) it is the same vector for
+    # every prompt, so the SAS is undefined there.
+    layers = _parse_layers(args.layers, layout.n_layers) or list(range(1, layout.n_layers))
     started = time.perf_counter()
     print(f"Loading {args.model} ...", flush=True)
     model = load_model(args.model)
-    if layers is None:
-        # Layer 0 is the token embedding: at the last prompt token (the generation prompt) it is the same
-        # vector for every prompt, so the SAS is undefined there.
-        layers = list(range(1, resolve(model).n_layers))
-    for layer in layers:
-        resolve(model).check_layer(layer)
+    check_prompt_lengths(model, [p for pair in pairs for p in (pair.harmful, pair.safe)], f"--pairs {spec}")
     print(f"Collecting activations of {len(pairs)} contrastive pairs at layers {layers[0]}..{layers[-1]} ...")
     harmful = collect_activations(model, [p.harmful for p in pairs], layers, batch_size=args.batch_size)
     safe = collect_activations(model, [p.safe for p in pairs], layers, batch_size=args.batch_size)
@@ -212,45 +265,54 @@ def _cmd_sas(args: argparse.Namespace) -> int:
 
 
 def _candidate_layers(args: argparse.Namespace, n_layers: int) -> list[int] | None:
-    layers = _parse_layers(args.layers)
+    layers = _parse_layers(args.layers, n_layers)
     if args.every is not None:
         if layers is not None:
             raise InvalidInputError("pass either --layers or --every, not both.")
-        if args.every < 1:
-            raise InvalidInputError(f"--every must be a positive integer, got {args.every}.")
-        layers = list(range(args.every, n_layers, args.every))
+        every = positive_int(args.every, "--every")
+        if every >= n_layers:
+            raise InvalidInputError(f"--every must be below the model's {n_layers} layers, got {every}.")
+        layers = list(range(every, n_layers, every))
     return layers
 
 
-def _check_unit_interval(value: float | None, flag: str) -> None:
-    if value is not None and not 0 <= value <= 1:
-        raise InvalidInputError(f"{flag} must be in [0, 1], got {value}.")
+def _check_fit_numbers(args: argparse.Namespace) -> None:
+    if args.threshold is not None:
+        finite_number(args.threshold, "--threshold", 0, 1)
+    if args.calibrate_fpr is not None:
+        finite_number(args.calibrate_fpr, "--calibrate-fpr", 0, 1, high_open=True)
+        if args.threshold is not None:
+            raise InvalidInputError("pass either --threshold or --calibrate-fpr (which sets the threshold), not both.")
+    finite_number(args.epsilon, "--epsilon", low=0, low_open=True)
+    non_negative_int(args.max_wrapped, "--max-wrapped")
+    if args.probe_layers is not None:
+        positive_int(args.probe_layers, "--probe-layers")
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from .architectures import resolve
+    from .fit import MIN_PAIRS
     from .models import load_model
     from .refusal_head import RefusalHeadConfig
     from .steer import AutoSteer
 
     window = parse_range(args.range, args.limit)
-    pairs = select_pairs(load_pair_source(args.pairs), window, args.pairs)
+    _check_fit_numbers(args)
     out = Path(args.out)
     check_new_output(out)
-    _check_unit_interval(args.threshold, "--threshold")
-    _check_unit_interval(args.calibrate_fpr, "--calibrate-fpr")
-    if args.epsilon <= 0:
-        raise InvalidInputError(f"--epsilon must be > 0, got {args.epsilon}.")
-    if args.max_wrapped < 0:
-        raise InvalidInputError(f"--max-wrapped must be >= 0, got {args.max_wrapped}.")
-    if args.probe_layers is not None and args.probe_layers < 1:
-        raise InvalidInputError(f"--probe-layers must be a positive integer, got {args.probe_layers}.")
+    pairs = select_pairs(load_pair_source(args.pairs, not args.keep_duplicates), window, args.pairs)
+    if len(pairs) < MIN_PAIRS:
+        raise InvalidInputError(f"fit needs at least {MIN_PAIRS} pairs; the selection of --pairs holds {len(pairs)}.")
+    layout = _layout(args.model)
+    layers = _candidate_layers(args, layout.n_layers)
+    n_candidates = len(layers) if layers is not None else layout.n_layers - 1
+    if args.probe_layers is not None and args.probe_layers > n_candidates:
+        raise InvalidInputError(
+            f"--probe-layers {args.probe_layers} exceeds the {n_candidates} candidate layers "
+            f"({layers if layers is not None else f'1..{layout.n_layers - 1}'})."
+        )
     started = time.perf_counter()
     _progress_note(f"Loading {args.model} ...")
     model = load_model(args.model)
-    layers = _candidate_layers(args, resolve(model).n_layers)
-    for layer in layers or []:
-        resolve(model).check_layer(layer)
     _progress_note(f"Fitting AutoSteer on {len(pairs)} pairs of {args.pairs} [{window.start}:{window.stop}] ...")
     steer = AutoSteer.fit(
         model,
@@ -306,7 +368,7 @@ def _eval_sets(args: argparse.Namespace) -> list[Any]:
     sets: list[EvalSet] = []
     if args.pairs is not None:
         window = parse_range(args.range, args.limit)
-        pairs = select_pairs(load_pair_source(args.pairs), window, args.pairs)
+        pairs = select_pairs(load_pair_source(args.pairs, not args.keep_duplicates), window, args.pairs)
         stem = "vlsafe" if Path(args.pairs).is_dir() else Path(args.pairs).stem
         sets.append(EvalSet(f"{stem} harmful", [p.harmful for p in pairs], "harmful"))
         sets.append(EvalSet(f"{stem} safe", [p.safe for p in pairs], "benign"))
@@ -362,20 +424,19 @@ def _write_report(report: Any, out: Path, with_outputs: bool) -> str:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .models import load_model
-    from .steer import AutoSteer
 
-    sets = _eval_sets(args)
     methods = _methods(args.methods)
+    if args.steer_limit is not None:
+        positive_int(args.steer_limit, "--steer-limit")
+    positive_int(args.max_new_tokens, "--max-new-tokens")
     out = Path(args.out)
     check_new_output(out)
-    steer_dir = resolve_steer_dir(args.steer)
-    AutoSteer.load(steer_dir)  # a broken artefact fails here, before the model loads
+    sets = _eval_sets(args)
+    steer = load_steer_for(args.steer, _layout(args.model))  # a broken artefact fails here, before the model
     judge = _judge(args.judge)
-    if args.steer_limit is not None and args.steer_limit < 1:
-        raise InvalidInputError(f"--steer-limit must be a positive integer, got {args.steer_limit}.")
     _progress_note(f"Loading {args.model} ...")
     model = load_model(args.model)
-    steer = AutoSteer.load(steer_dir, model=model)
+    steer.check_model(model)
     report = evaluate(
         model,
         steer,
@@ -399,20 +460,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_robustness(args: argparse.Namespace) -> int:
     from .models import load_model
     from .robustness import gate_robustness, robustness_families
-    from .steer import AutoSteer
 
-    held_out = None
-    if args.pairs is not None:
-        held_out = select_pairs(load_pair_source(args.pairs), parse_range(args.range, args.limit), args.pairs)
+    if args.every_step_tokens is not None:
+        positive_int(args.every_step_tokens, "--every-step-tokens")
     out = Path(args.out)
     check_new_output(out)
-    steer_dir = resolve_steer_dir(args.steer)
-    AutoSteer.load(steer_dir)  # a broken artefact fails here, before the model loads
-    if args.every_step_tokens is not None and args.every_step_tokens < 1:
-        raise InvalidInputError(f"--every-step-tokens must be a positive integer, got {args.every_step_tokens}.")
+    held_out = None
+    if args.pairs is not None:
+        window = parse_range(args.range, args.limit)
+        held_out = select_pairs(load_pair_source(args.pairs, not args.keep_duplicates), window, args.pairs)
+    elif args.range is not None or args.limit is not None:
+        raise InvalidInputError("--range and --limit select pairs; pass --pairs as well.")
+    steer = load_steer_for(args.steer, _layout(args.model))  # a broken artefact fails here, before the model
     _progress_note(f"Loading {args.model} ...")
     model = load_model(args.model)
-    steer = AutoSteer.load(steer_dir, model=model)
+    steer.check_model(model)
     families = robustness_families(held_out)
     report = gate_robustness(
         model,
@@ -438,23 +500,25 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .evaluate import generate_texts
     from .models import load_model
-    from .steer import AutoSteer
 
+    positive_int(args.max_new_tokens, "--max-new-tokens")
     prompts = [Prompt(text) for text in args.prompt or []]
     if args.prompts is not None:
+        if not Path(args.prompts).is_file():
+            raise InvalidInputError(f"--prompts {args.prompts!r} is not a file (a jsonl file with a 'query' field).")
         prompts += load_queries(args.prompts)
     if not prompts:
         raise InvalidInputError("nothing to generate: pass --prompt TEXT (repeatable) or --prompts FILE.jsonl.")
-    steer_dir = resolve_steer_dir(args.steer) if args.steer is not None else None
-    if steer_dir is not None:
-        AutoSteer.load(steer_dir)
+    layout = _layout(args.model)
+    steer = load_steer_for(args.steer, layout) if args.steer is not None else None
     model = load_model(args.model)
+    check_prompt_lengths(model, prompts, "--prompt/--prompts")
     kwargs = {"max_new_tokens": args.max_new_tokens, "do_sample": False}
-    if steer_dir is None:
+    if steer is None:
         for prompt, text in zip(prompts, generate_texts(model, prompts, batch_size=args.batch_size, **kwargs)):
             print(json.dumps({"prompt": prompt.text, "output": text}))
         return 0
-    steer = AutoSteer.load(steer_dir, model=model)
+    steer.check_model(model)
     result = steer.generate(model, prompts, batch_size=args.batch_size, **kwargs)
     for prompt, text, p, gate in zip(prompts, result.texts, result.p_harmful.tolist(), result.gate.tolist()):
         print(json.dumps({"prompt": prompt.text, "p_harmful": round(p, 4), "gate": bool(gate), "output": text}))
@@ -467,10 +531,30 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    if args.out and Path(args.out).exists() and any(Path(args.out).iterdir()):
-        raise InvalidInputError(f"--out {args.out} exists and is not empty; choose a new directory.")
     out = Path(args.out) if args.out else None
     return run_demo(out=out, n_pairs=args.limit, batch_size=args.batch_size, say=lambda text: print(text, flush=True))
+
+
+# ------------------------------------------------------------------------------------------------ migrate
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from .artifacts import migrate_artifact
+    from .models import load_model
+
+    source, destination = Path(args.source), Path(args.destination)
+    if not (source / "config.json").is_file():
+        raise InvalidInputError(f"{source} is not an artefact folder (no config.json).")
+    if destination.exists():
+        raise InvalidInputError(f"{destination} already exists; give a new folder for the converted artefact.")
+    check_new_folder(destination, "DESTINATION")
+    model = None
+    if args.model is not None:
+        _layout(args.model)
+        model = load_model(args.model)
+    path = migrate_artifact(source, destination, model)
+    print(f"Converted {source} to {path} (format 2: every file checksummed).")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------ parser
@@ -483,8 +567,11 @@ def _add_pairs(parser: argparse.ArgumentParser, required: bool, default: str | N
         default=default,
         help="'builtin', a VLSafe directory, or a jsonl file with 'harmful' and 'safe' fields",
     )
-    parser.add_argument("--range", help="slice of the pairs A:B, Python bounds (0:1600, -400:, :100)")
+    parser.add_argument("--range", help="slice of the pairs A:B, Python bounds (:-400, -400:, 0:100)")
     parser.add_argument("--limit", type=int, help="use only the first N pairs (same as --range :N)")
+    parser.add_argument(
+        "--keep-duplicates", action="store_true", help="keep pairs that repeat an earlier pair's text (default: drop)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -559,6 +646,12 @@ def _parser() -> argparse.ArgumentParser:
     sas.add_argument("--batch-size", type=int, default=16)
     sas.add_argument("--out", required=True, help="new output directory (sas.json, sas.png)")
     sas.set_defaults(run=_cmd_sas)
+
+    migrate = commands.add_parser("migrate", help="convert a format-1 artefact (0.1) to the current format")
+    migrate.add_argument("source", help="the format-1 artefact folder (left unchanged)")
+    migrate.add_argument("destination", help="a new folder for the converted artefact")
+    migrate.add_argument("--model", help="the model it was fitted on (needed when it records a base model)")
+    migrate.set_defaults(run=_cmd_migrate)
     return parser
 
 
@@ -573,15 +666,24 @@ def _attach_range_values(argv: Sequence[str]) -> list[str]:
     return joined
 
 
+def run(argv: Sequence[str]) -> int:
+    """Run the CLI on ``argv`` and return the exit code, letting the package's errors propagate.
+
+    Raises:
+        AutosteerError: Bad input (``main`` turns it into exit code 2).
+        SystemExit: A usage error found by the argument parser (exit code 2).
+    """
+    args = _parser().parse_args(_attach_range_values(argv))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if hasattr(args, "batch_size"):
+        positive_int(args.batch_size, "--batch-size")
+    return int(args.run(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input or usage, 1 unexpected failure)."""
-    args = _parser().parse_args(_attach_range_values(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if getattr(args, "batch_size", 1) < 1:
-        print(f"error: --batch-size must be a positive integer, got {args.batch_size}.", file=sys.stderr)
-        return 2
     try:
-        return int(args.run(args))
+        return run(sys.argv[1:] if argv is None else argv)
     except AutosteerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

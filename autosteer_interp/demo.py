@@ -31,6 +31,7 @@ from .errors import InvalidInputError
 from .evaluate import EvalReport, EvalSet, evaluate
 from .prompts import PromptPair, builtin_borderline, builtin_pairs, load_vlsafe
 from .robustness import RobustnessReport, gate_robustness, robustness_families
+from .validation import check_new_folder, positive_int
 
 __all__ = ["DEMO_MODEL", "STAGES", "DemoState", "run_demo"]
 
@@ -205,13 +206,16 @@ def run_demo(
         say: Where progress lines and tables go (default: this module's logger, level INFO).
 
     Raises:
-        InvalidInputError: If ``out`` exists and is not empty, or ``n_pairs`` is too small.
+        InvalidInputError: If ``out`` exists and is not empty or cannot be created, or ``n_pairs`` is outside
+            16..the number of built-in pairs.
     """
-    out = out or Path(time.strftime("outputs/demo-%Y%m%d-%H%M%S"))
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidInputError(f"--out {out} exists and is not empty; choose a new directory.")
-    if n_pairs is not None and n_pairs < 16:
-        raise InvalidInputError(f"the demo needs at least 16 built-in pairs (--limit), got {n_pairs}.")
+    out = check_new_folder(out or Path(time.strftime("outputs/demo-%Y%m%d-%H%M%S")), "--out")
+    batch_size = positive_int(batch_size, "batch_size")
+    available = len(builtin_pairs())
+    if n_pairs is not None and not 16 <= positive_int(n_pairs, "--limit") <= available:
+        raise InvalidInputError(
+            f"the demo needs at least 16 built-in pairs and there are {available} (--limit), got {n_pairs}."
+        )
     env_dir = os.environ.get("AUTOSTEER_DATA_DIR")
     data_dir = Path(env_dir) if env_dir and (Path(env_dir) / "vlsafe").is_dir() else None
     state = DemoState(out=out, batch_size=batch_size, n_pairs=n_pairs, data_dir=data_dir)

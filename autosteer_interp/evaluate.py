@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ._plotting import finish_figure, new_figure
 from .architectures import unwrap
 from .errors import InvalidInputError
-from .prompts import Prompt, encode_prompts
+from .prompts import Prompt, check_prompt_lengths, encode_prompts
 
 __all__ = [
     "METHODS",
@@ -643,6 +643,8 @@ def evaluate(
     for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens), ("steer_limit", steer_limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
+    for eval_set in sets:
+        check_prompt_lengths(model, eval_set.prompts, f"the prompts of {eval_set.name!r}")
     kwargs = _generation_kwargs(model, {"max_new_tokens": max_new_tokens, **generation_kwargs})
     started = time.perf_counter()
 

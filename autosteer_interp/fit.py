@@ -29,13 +29,17 @@ from .architectures import resolve, unwrap
 from .errors import InvalidInputError
 from .gate import GateData, train_gate
 from .prober import ProberConfig, ProberMetrics
-from .prompts import Prompt, PromptPair, encode_prompts
+from .prompts import Prompt, PromptPair, check_pairs, check_prompt_lengths, check_prompts, encode_prompts
 from .provenance import ModelProvenance
 from .refusal_head import RefusalHead, RefusalHeadConfig, _lm_head
 from .sas import LayerScores, safety_awareness_scores
 from .steer import AutoSteer
+from .validation import finite_number, layer_list, non_negative_int, positive_int
 
-__all__ = ["DEFAULT_PROBE_LAYERS", "FitConfig", "FitSummary", "fit_autosteer", "fit_refusal_head"]
+__all__ = ["DEFAULT_PROBE_LAYERS", "MIN_PAIRS", "FitConfig", "FitSummary", "fit_autosteer", "fit_refusal_head"]
+
+MIN_PAIRS = 4
+"""The fewest contrastive pairs :func:`fit_autosteer` accepts (the SAS and a held-out split need a few)."""
 
 DEFAULT_PROBE_LAYERS = 3
 """How many of the best SAS layers the gate reads by default (the paper: 1; see benchmarks/eval_gate.py)."""
@@ -82,14 +86,24 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.validation_fraction < 1:
-            raise InvalidInputError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}.")
-        if self.calibrate_fpr is not None and not 0 <= self.calibrate_fpr < 1:
-            raise InvalidInputError(f"calibrate_fpr must be in [0, 1), got {self.calibrate_fpr!r}.")
+        finite_number(self.validation_fraction, "validation_fraction", 0, 1, low_open=True, high_open=True)
+        if self.calibrate_fpr is not None:
+            finite_number(self.calibrate_fpr, "calibrate_fpr", 0, 1, high_open=True)
         if self.gate_mode not in ("prefill", "every_step"):
             raise InvalidInputError(f"gate_mode must be 'prefill' or 'every_step', got {self.gate_mode!r}.")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise InvalidInputError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+        positive_int(self.batch_size, "batch_size")
+        if self.max_wrapped is not None:
+            non_negative_int(self.max_wrapped, "max_wrapped")
+        non_negative_int(self.seed, "seed")
+        if self.candidate_layers is not None:
+            self.candidate_layers = layer_list(self.candidate_layers, "candidate_layers")
+        if isinstance(self.probe_layers, int) and not isinstance(self.probe_layers, bool):
+            positive_int(self.probe_layers, "probe_layers")
+        elif self.probe_layers is not None:
+            self.probe_layers = layer_list(self.probe_layers, "probe_layers")
+        for name in ("builtin_gate_data", "wrap_pairs", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}.")
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> "FitConfig":
@@ -158,15 +172,19 @@ def fit_autosteer(
         The fitted AutoSteer; ``summary`` holds a :class:`FitSummary`.
 
     Raises:
-        InvalidInputError: Fewer than 4 pairs, or bad layers, before any work.
+        InvalidInputError: Fewer than :data:`MIN_PAIRS` pairs, anything but :class:`PromptPair` lists, prompts
+            longer than the model's context, or bad layers, before any work.
     """
     config = config or FitConfig()
-    if len(pairs) < 4:
-        raise InvalidInputError(f"AutoSteer.fit needs at least 4 contrastive pairs, got {len(pairs)}.")
+    pairs = check_pairs(pairs, "pairs", minimum=MIN_PAIRS)
+    gate_pairs = check_pairs(gate_pairs, "gate_pairs") if gate_pairs is not None else None
+    extra_negatives = check_prompts(extra_negatives, "extra_negatives") if extra_negatives is not None else None
     spec = resolve(model)
     layers = list(config.candidate_layers) if config.candidate_layers is not None else list(range(1, spec.n_layers))
     for layer in layers:
         spec.check_layer(layer)
+    prompts = [prompt for pair in [*pairs, *(gate_pairs or [])] for prompt in (pair.harmful, pair.safe)]
+    check_prompt_lengths(model, prompts + list(extra_negatives or []), "the pairs' prompts")
     batch_size, progress = config.batch_size, config.progress
     seconds: dict[str, float] = {}
     start = time.perf_counter()

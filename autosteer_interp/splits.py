@@ -13,13 +13,14 @@ Example:
 """
 
 from collections.abc import Hashable, Sequence
+from collections.abc import Set as AbstractSet
 
 import torch
 from torch import Tensor
 
 __all__ = ["activation_keys", "move_shared_to_train", "split_by_keys"]
 
-Keys = Sequence[set[Hashable] | frozenset[Hashable]]
+Keys = Sequence[AbstractSet[Hashable]]
 
 
 def split_by_keys(keys: Keys, fraction: float, generator: torch.Generator) -> tuple[list[int], list[int]]:

@@ -33,9 +33,10 @@ from .errors import ArtifactError, InvalidInputError
 from .gating import GateReport, GateSpec, steered_input
 from .hooks import GateHandle, attach_gate
 from .prober import ProberConfig, SafetyProber
-from .prompts import Prompt, PromptPair, encode_prompts
+from .prompts import Prompt, PromptPair, check_prompt_lengths, check_prompts, encode_prompts
 from .provenance import provenance_of_artifact
 from .refusal_head import RefusalHead, RefusalHeadConfig
+from .validation import positive_int
 
 __all__ = ["AutoSteer", "GenerationResult", "SteerHandle", "SteerReport", "eos_token_ids"]
 
@@ -298,10 +299,12 @@ class AutoSteer:
         Returns:
             Texts, P(harmful) and gate per prompt.
         """
-        if len(prompts) == 0:
-            raise InvalidInputError("expected at least one prompt, got an empty list.")
+        prompts = check_prompts(prompts)
+        batch_size = positive_int(batch_size, "batch_size")
         self.check_model(model)
         kwargs = {"max_new_tokens": 64, "do_sample": False, **generation_kwargs}
+        positive_int(kwargs["max_new_tokens"], "max_new_tokens")
+        check_prompt_lengths(model, prompts)
         kwargs.setdefault("pad_token_id", model.tokenizer.pad_token_id)
         texts, p_all, gate_all, ids_all = [], [], [], []
         hf_model: Any = unwrap(model)

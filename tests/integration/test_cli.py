@@ -83,7 +83,7 @@ def test_bad_layers_are_a_clear_error(tmp_path):
         str(tmp_path / "o"),
         cwd=tmp_path,
     )
-    assert result.returncode == 2 and "valid layers are the integers 0..3" in result.stderr
+    assert result.returncode == 2 and "outside the allowed distinct integers in 0..3" in result.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -179,10 +179,11 @@ def cli_main(capsys, *argv):
         (["--range", "1:2:3"], "--range must look like A:B"),
         (["--range", "a:b"], "--range must look like A:B"),
         (["--range", "0:4", "--limit", "2"], "either --range or --limit"),
-        (["--range", "500:600"], "is empty (196 pairs available)"),
+        (["--range", "500:600"], "runs past the data: --pairs builtin holds 196 items"),
+        (["--range", "5:5"], "selects nothing: --pairs builtin holds 196 items"),
         (["--limit", "0"], "--limit must be a positive integer"),
-        (["--threshold", "1.5"], "--threshold must be in"),
-        (["--max-wrapped", "-1"], "--max-wrapped must be >= 0"),
+        (["--threshold", "1.5"], "--threshold must be a finite number in [0, 1], got 1.5"),
+        (["--max-wrapped", "-1"], "--max-wrapped must be an integer >= 0"),
         (["--layers", "1,x"], "comma-separated integers"),
     ],
 )
@@ -266,7 +267,7 @@ def test_usage_errors_exit_2_and_unexpected_failures_exit_1(capsys, monkeypatch,
         main(["fit", "--out", str(tmp_path / "o")])  # --pairs missing
     assert exit_info.value.code == 2 and "--pairs" in capsys.readouterr().err
 
-    def broken(spec):
+    def broken(*args):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(cli, "load_pair_source", broken)

@@ -656,11 +656,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _attach_range_values(argv: Sequence[str]) -> list[str]:
-    """``--range -400:`` -> ``--range=-400:`` (argparse would read ``-400:`` as an option and fail)."""
+    """``--range -400:`` -> ``--range=-400:`` (argparse would read ``-400:`` as an option and fail); same for
+    ``--layers -1,2`` (refused later, with a message)."""
     joined: list[str] = []
     for token in argv:
-        if joined and joined[-1] == "--range" and token[:1] == "-" and token[1:2].isdigit():
-            joined[-1] = f"--range={token}"
+        if joined and joined[-1] in ("--range", "--layers") and token[:1] == "-" and token[1:2].isdigit():
+            joined[-1] = f"{joined[-1]}={token}"
         else:
             joined.append(token)
     return joined

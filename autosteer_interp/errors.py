@@ -4,6 +4,8 @@ Every error says what was wrong, what was received and what is allowed. All of t
 :class:`AutosteerError`, so ``except AutosteerError`` catches everything this package raises on purpose.
 """
 
+from jaxtyping import AnnotationError
+
 __all__ = [
     "ArtifactError",
     "AutosteerError",
@@ -12,6 +14,7 @@ __all__ = [
     "InvalidInputError",
     "LayerIndexError",
     "ModelLoadError",
+    "TypeContractError",
     "UnsupportedModelError",
 ]
 
@@ -46,3 +49,13 @@ class FitError(AutosteerError):
 
 class ArtifactError(AutosteerError):
     """A saved artefact is missing, malformed, tampered with or does not match the model."""
+
+
+class TypeContractError(InvalidInputError, AnnotationError):
+    """An argument broke a function's annotation (its type, or its jaxtyping shape and dtype).
+
+    Raised by a runtime type checker, never by the package's own code: the test suite runs beartype under
+    jaxtyping's import hook with ``violation_type=TypeContractError`` (see ``pyproject.toml``), so that a wrong
+    argument is an :class:`InvalidInputError` there too, as it is without the checker (where the functions' own
+    checks raise it). Deriving from jaxtyping's ``AnnotationError`` lets it through jaxtyping's wrapper unchanged.
+    """

@@ -260,6 +260,11 @@ class SafetyProber(nn.Module):
         return x
 
     def _standardised(self, h: Tensor) -> Float[Tensor, "batch n_layers d_model"]:
+        if not isinstance(h, Tensor):
+            raise InvalidInputError(
+                f"the prober takes a torch.Tensor of activations, got {type(h).__name__} (convert with "
+                "torch.as_tensor)."
+            )
         stacked = h.unsqueeze(1) if h.ndim == 2 else h
         if stacked.shape[1:] != self.mean.shape:
             raise InvalidInputError(

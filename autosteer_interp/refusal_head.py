@@ -162,6 +162,11 @@ class RefusalHead(nn.Module):
         Returns:
             Same shape as ``h``, on its device, in its dtype (computed in float32).
         """
+        if not isinstance(h, Tensor):
+            raise InvalidInputError(
+                f"the refusal head takes a torch.Tensor of LM-head inputs, got {type(h).__name__} (convert with "
+                "torch.as_tensor)."
+            )
         S = self.S.to(h.device)
         if isinstance(gate, Tensor):
             return steered_input(h, S, self.epsilon, gate.to(torch.bool))

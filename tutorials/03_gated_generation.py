@@ -113,8 +113,9 @@ print({name: gate.tolist() == report.gate.tolist() for name, gate in gates.items
 
 # %% [markdown]
 # ## 5 · Save and load
-# One folder: `config.json` (gate mode, base-model signature) plus the parts' own artefacts, `prober/` (its
-# layers and the threshold) and `refusal_head/` (ε and `S`), each loadable alone.
+# One folder: `config.json` (gate mode, base-model fingerprint) plus the parts' own artefacts, `prober/` (its
+# layers and the threshold) and `refusal_head/` (ε and `S`), each loadable alone, and `checksums.json` (the
+# SHA-256 of every file: an edited threshold or layer is refused on load, and so is another model).
 
 # %%
 steer.save(OUT / "autosteer", overwrite=True)

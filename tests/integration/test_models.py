@@ -92,3 +92,17 @@ def test_hub_checkpoints_go_through_the_same_loader(tmp_path):
     inputs = encode_prompts(loaded, [Prompt("hello", tiny_image())])
     with torch.no_grad():
         assert torch.allclose(loaded._module(**inputs).logits, hf_model(**inputs).logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tiny-llava-onevision", "tiny-chameleon", "tiny-qwen2"])
+def test_the_layout_read_before_loading_matches_the_loaded_model(name):
+    from autosteer_interp.architectures import resolve
+    from autosteer_interp.models import load_model, model_layout
+
+    layout, spec = model_layout(name), resolve(load_model(name))
+    assert (layout.model_type, layout.n_layers, layout.d_model, layout.context_length) == (
+        spec.model_type,
+        spec.n_layers,
+        spec.d_model,
+        spec.context_length,
+    )

@@ -80,3 +80,17 @@ def test_safety_awareness_peaks_in_the_upper_layers_of_the_real_model(smollm2_ll
     scores = safety_awareness_scores(safe, harmful)
     assert scores.best_layer >= 15, scores.to_dict()
     assert float(scores.scores.max()) > 3 * float(scores.scores[0]), scores.to_dict()
+
+
+def test_the_layout_read_before_loading_matches_the_real_models(smollm2, smollm2_llava):
+    from autosteer_interp.architectures import resolve
+    from autosteer_interp.models import model_layout
+
+    for name, model in (("smollm2", smollm2), ("smollm2-llava-onevision", smollm2_llava)):
+        layout, spec = model_layout(name), resolve(model)
+        assert (layout.model_type, layout.n_layers, layout.d_model, layout.context_length) == (
+            spec.model_type,
+            spec.n_layers,
+            spec.d_model,
+            spec.context_length,
+        )

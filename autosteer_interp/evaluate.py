@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ._plotting import finish_figure, new_figure
 from .architectures import unwrap
 from .errors import InvalidInputError
-from .prompts import Prompt, check_prompt_lengths, encode_prompts
+from .prompts import Prompt, check_prompt_lengths, check_prompts, encode_prompts
 
 __all__ = [
     "METHODS",
@@ -361,8 +361,7 @@ class EvalSet:
             raise InvalidInputError(f"EvalSet.name must be a non-empty string, got {self.name!r}.")
         if self.kind not in ("harmful", "benign"):
             raise InvalidInputError(f"EvalSet.kind must be 'harmful' or 'benign', got {self.kind!r}.")
-        if len(self.prompts) == 0:
-            raise InvalidInputError(f"EvalSet {self.name!r} has no prompts.")
+        self.prompts = check_prompts(self.prompts, f"EvalSet {self.name!r} prompts")
 
 
 @dataclass
@@ -637,6 +636,9 @@ def evaluate(
     methods = list(methods)
     if not methods or any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
         raise InvalidInputError(f"methods must be distinct values from {METHODS}, got {methods!r}.")
+    bad = [type(s).__name__ for s in sets if not isinstance(s, EvalSet)]
+    if bad:
+        raise InvalidInputError(f"sets must be EvalSet objects, got {bad}.")
     names = [s.name for s in sets]
     if not sets or len(set(names)) != len(names):
         raise InvalidInputError(f"expected at least one set and unique set names, got {names!r}.")

@@ -240,8 +240,8 @@ def fit_refusal_head(
         The fitted head (``history`` holds the loss per epoch), its parameters float32 on the CPU.
     """
     config = copy.deepcopy(config) if config is not None else RefusalHeadConfig()
-    if len(harmful_prompts) == 0:
-        raise InvalidInputError("expected at least one harmful prompt, got an empty list.")
+    harmful_prompts = check_prompts(harmful_prompts, "harmful_prompts")
+    retain_prompts = check_prompts(retain_prompts, "retain_prompts") if retain_prompts else None
     spec = resolve(model)
     cache = cache_lm_head_inputs(
         model, harmful_prompts, _target_ids(model, config.target), config.forward_batch_size, progress

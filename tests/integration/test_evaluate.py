@@ -280,7 +280,7 @@ def test_sets_must_be_named_uniquely_and_non_empty(tiny_llava, steer):
     prompts = [Prompt("Hi")]
     with pytest.raises(InvalidInputError, match="unique set names"):
         evaluate(tiny_llava, steer, [EvalSet("a", prompts, "benign"), EvalSet("a", prompts, "harmful")])
-    with pytest.raises(InvalidInputError, match="has no prompts"):
+    with pytest.raises(InvalidInputError, match="prompts is empty"):
         EvalSet("a", [], "benign")
     with pytest.raises(InvalidInputError, match="kind must be 'harmful' or 'benign', got 'bad'"):
         EvalSet("a", prompts, "bad")  # type: ignore[arg-type]

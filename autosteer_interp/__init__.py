@@ -48,6 +48,7 @@ _EXPORTS = {
     "RefusalHeadConfig": "refusal_head",
     "ModelProvenance": "provenance",
     "migrate_artifact": "artifacts",
+    "import_official": "official",
     "FitConfig": "fit",
     "fit_autosteer": "fit",
     "GateReport": "gating",

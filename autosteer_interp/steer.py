@@ -134,6 +134,7 @@ class AutoSteer:
         self.gate_mode: GateMode = gate_mode
         self.provenance = prober.provenance or head.provenance
         self.summary: Any = None  # a fit.FitSummary after AutoSteer.fit
+        self.origin: dict[str, Any] | None = None  # where imported parts came from (official.import_official)
 
     def to(self, *args: Any, **kwargs: Any) -> "AutoSteer":
         """Move (or cast) the prober and the head, like ``nn.Module.to``; returns ``self``."""
@@ -376,6 +377,7 @@ class AutoSteer:
             "layout": "parts",
             "gate_mode": self.gate_mode,
             "base_model": self.provenance.to_dict() if self.provenance else None,
+            "origin": self.origin,
         }
         parts = {_PROBER_PART: self.prober.save, _HEAD_PART: self.head.save}
         return write_artifact(directory, self.KIND, config, {}, overwrite=overwrite, parts=parts)
@@ -402,6 +404,8 @@ class AutoSteer:
                 ) from error
         else:
             steer = cls._load_single_file(directory, config, tensors)
+        origin = config.get("origin")
+        steer.origin = origin if isinstance(origin, dict) else None
         if model is not None:
             steer.check_model(model)
         return steer

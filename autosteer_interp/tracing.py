@@ -14,6 +14,7 @@ import math
 from typing import Any, no_type_check
 
 import nnsight
+import torch
 
 from .architectures import get_module
 from .errors import InvalidInputError
@@ -46,7 +47,8 @@ def _pass_inputs(model: Any, first_gate_layer: Any, single_pass: bool) -> tuple[
     In generation they come from the model's own inputs (``model.inputs``, read first at every step). In a single
     trace they are read off the first gate layer's keywords instead, so that the user may read or patch any
     module before the gate (nnsight serves values in execution order, and the model's inputs come first); there
-    are no ids then, which only matters for image placeholders, never a prompt's last token anyway.
+    are no ids then, which only matters for image placeholders, never a prompt's last token anyway. Layers get no
+    mask when nothing is padded: then every position is real.
     """
     if not single_pass:
         args, kwargs = model.inputs
@@ -54,6 +56,8 @@ def _pass_inputs(model: Any, first_gate_layer: Any, single_pass: bool) -> tuple[
     layer_args, layer_kwargs = first_gate_layer.inputs
     hidden = layer_args[0] if layer_args else layer_kwargs["hidden_states"]
     mask, past = layer_pass_inputs(layer_kwargs, hidden.shape[1])
+    if mask is None:  # the layers get no mask when nothing is padded (one prompt, or equal lengths)
+        mask = torch.ones(hidden.shape[0], hidden.shape[1], dtype=torch.bool, device=hidden.device)
     return None, mask, past, hidden.shape[1]
 
 

@@ -49,6 +49,7 @@ _EXPORTS = {
     "ModelProvenance": "provenance",
     "migrate_artifact": "artifacts",
     "import_official": "official",
+    "from_pretrained": "hub",
     "FitConfig": "fit",
     "fit_autosteer": "fit",
     "GateReport": "gating",

@@ -6,7 +6,8 @@ An artefact (format 2) is a directory holding
   (``base_model``, see :mod:`autosteer_interp.provenance`) and ``tensors``: each tensor's shape and dtype;
 * ``tensors.safetensors``: the weights (never a pickle: loading executes nothing);
 * sub-artefacts in sub-folders for composites (an AutoSteer's ``prober/`` and ``refusal_head/``);
-* ``checksums.json``: the SHA-256 of every other file of the folder, sub-folders included.
+* ``checksums.json``: the SHA-256 of every other file of the folder, sub-folders included (a Hub repository's
+  top-level ``README.md`` and ``.gitattributes`` are metadata: not read, not checked).
 
 Loading verifies every checksum (a file edited, added or removed is refused, ``config.json`` included), the
 kind and format version, and that the tensors have the shapes and dtypes the config declares; the classes then
@@ -50,6 +51,8 @@ CONFIG_FILE = "config.json"
 TENSOR_FILE = "tensors.safetensors"
 CHECKSUM_FILE = "checksums.json"
 _LEFTOVER_KINDS = ("saving", "previous")
+HUB_METADATA = frozenset({"README.md", ".gitattributes"})
+"""Top-level files a Hub repository adds beside an artefact (model card, LFS rules): never read, so tolerated."""
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 # Set only inside migrate_artifact (a plain dict, so that the module still pickles by value for NDIF).
@@ -324,7 +327,7 @@ def _verify_checksums(source: Path) -> None:
     files = record.get("files")
     if record.get("algorithm") != "sha256" or not isinstance(files, dict):
         raise ArtifactError(f"{source / CHECKSUM_FILE} is malformed (expected an algorithm 'sha256' and files).")
-    present = {path.relative_to(source).as_posix() for path in _files(source)} - {CHECKSUM_FILE}
+    present = {path.relative_to(source).as_posix() for path in _files(source)} - {CHECKSUM_FILE} - HUB_METADATA
     missing, added = sorted(set(files) - present), sorted(present - set(files))
     if missing:
         raise ArtifactError(f"{source} is incomplete: {missing} listed in {CHECKSUM_FILE} are missing.")

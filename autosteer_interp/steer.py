@@ -428,6 +428,25 @@ class AutoSteer:
         except (KeyError, TypeError, ValueError, RuntimeError, InvalidInputError) as error:
             raise ArtifactError(f"{directory}: not a consistent AutoSteer artefact ({error}).") from error
 
+    @classmethod
+    def from_pretrained(
+        cls, repo_id_or_path: str | Path, model: Any = None, revision: str | None = None, **hub_kwargs: Any
+    ) -> "AutoSteer":
+        """Load from a folder or a Hugging Face Hub repository (offline: its local cache).
+
+        See :func:`autosteer_interp.hub.from_pretrained` (``cache_dir=``, ``token=``).
+        """
+        from .hub import from_pretrained
+
+        steer: AutoSteer = from_pretrained(repo_id_or_path, model=model, revision=revision, **hub_kwargs)
+        return steer
+
+    def push_to_hub(self, repo_id: str, **hub_kwargs: Any) -> str:
+        """Upload this AutoSteer and a model card to a Hub model repository; returns the commit URL."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **hub_kwargs)
+
     def with_threshold(self, threshold: float) -> "AutoSteer":
         """A copy with another decision threshold (the prober is shared; only its threshold differs)."""
         steer = copy.copy(self)

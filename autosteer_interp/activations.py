@@ -28,7 +28,7 @@ from ._prefill import prepare_prefill
 from .architectures import ArchSpec, get_module, resolve
 from .containers import LayerActivations, TokenCache
 from .errors import InvalidInputError
-from .prompts import Prompt, check_prompt_lengths, check_prompts, encode_prompts
+from .prompts import Prompt, PromptFormat, check_prompt_format, check_prompt_lengths, check_prompts, encode_prompts
 from .validation import positive_int
 
 __all__ = ["LayerActivations", "TokenCache", "cache_lm_head_inputs", "collect_activations", "last_prompt_positions"]
@@ -97,6 +97,7 @@ def collect_activations(
     stream_to: str | Path | None = None,
     progress: bool = True,
     share_prefix: bool = True,
+    prompt_format: PromptFormat = "chat",
 ) -> LayerActivations:
     """Residual stream entering each requested decoder layer, at the last prompt token of each prompt.
 
@@ -116,6 +117,8 @@ def collect_activations(
         share_prefix: Run the token prefix that all prompts of a batch share (system prompt, role markers)
             once and reuse its key/value cache; the results equal the unshared computation up to float32
             rounding, and chat-formatted batches run up to about twice as fast.
+        prompt_format: ``"chat"`` (default) or ``"paper"`` (the official code's layout and probed token; see
+            :func:`~autosteer_interp.prompts.format_prompt`).
 
     Returns:
         :class:`LayerActivations` with ``values`` of shape ``[n_samples, n_layers, d_model]`` (float32) and
@@ -131,7 +134,7 @@ def collect_activations(
     layers = _check_layers(spec, layers)
     prompts = check_prompts(prompts)
     batch_size = positive_int(batch_size, "batch_size")
-    check_prompt_lengths(model, prompts)
+    check_prompt_lengths(model, prompts, prompt_format=check_prompt_format(prompt_format))
     shape = (len(prompts), len(layers), spec.d_model)
     if stream_to is not None:
         stream_to = Path(stream_to)
@@ -147,7 +150,7 @@ def collect_activations(
     with tqdm(total=len(prompts), desc="activations", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            inputs = encode_prompts(model, [prompts[i] for i in indices])
+            inputs = encode_prompts(model, [prompts[i] for i in indices], prompt_format)
             values[torch.tensor(indices)] = _trace_batch(model, spec, inputs, layers, share_prefix)
             bar.update(len(indices))
     if stream_to is not None:
@@ -162,6 +165,7 @@ def cache_lm_head_inputs(
     batch_size: int = 16,
     progress: bool = True,
     share_prefix: bool = True,
+    prompt_format: PromptFormat = "chat",
 ) -> TokenCache:
     """Run the frozen model once over ``prompt + target`` (teacher forcing) and keep the LM-head inputs.
 
@@ -172,12 +176,13 @@ def cache_lm_head_inputs(
         batch_size: Prompts per forward pass.
         progress: Show a progress bar.
         share_prefix: Run the prefix shared by a batch once (see :mod:`autosteer_interp._prefill`).
+        prompt_format: ``"chat"`` (default) or ``"paper"``.
 
     Returns:
         The LM-head inputs at the positions that predict each target token, and those tokens.
     """
     prompts = check_prompts(prompts)
-    check_prompt_lengths(model, prompts)
+    check_prompt_lengths(model, prompts, prompt_format=check_prompt_format(prompt_format))
     targets = targets.expand(len(prompts), -1) if targets.ndim == 1 else targets
     if targets.shape[0] != len(prompts):
         raise InvalidInputError(f"got {targets.shape[0]} target rows for {len(prompts)} prompts.")
@@ -187,7 +192,7 @@ def cache_lm_head_inputs(
     hidden, labels = [], []
     with tqdm(total=len(prompts), desc="caching", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
-            inputs = encode_prompts(model, prompts[start : start + batch_size])
+            inputs = encode_prompts(model, prompts[start : start + batch_size], prompt_format)
             batch_targets = targets[start : start + batch_size].to(inputs["input_ids"].device)
             inputs["input_ids"] = torch.cat([inputs["input_ids"], batch_targets], dim=1)
             inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(batch_targets)], dim=1)

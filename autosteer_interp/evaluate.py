@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ._plotting import finish_figure, new_figure
 from .architectures import unwrap
 from .errors import InvalidInputError
-from .prompts import Prompt, check_prompt_lengths, check_prompts, encode_prompts
+from .prompts import Prompt, PromptFormat, check_prompt_lengths, check_prompts, encode_prompts
 
 __all__ = [
     "METHODS",
@@ -262,6 +262,8 @@ def make_judge(judge: Any = None) -> Judge:
         return ClassifierJudge(judge)
     if isinstance(judge, torch.nn.Module):
         raise InvalidInputError("a classifier model needs its tokenizer: pass ClassifierJudge(model, tokenizer).")
+    if isinstance(judge, Judge):  # any batch judge with a name (e.g. judges.ChatModelJudge)
+        return judge
     if callable(judge):
         return CallableJudge(judge)
     raise InvalidInputError(
@@ -292,9 +294,11 @@ def _generation_kwargs(model: Any, generation_kwargs: Mapping[str, Any]) -> dict
     return kwargs
 
 
-def _generate_ids(model: Any, prompts: Sequence[Prompt], kwargs: Mapping[str, Any]) -> Tensor:
+def _generate_ids(
+    model: Any, prompts: Sequence[Prompt], kwargs: Mapping[str, Any], prompt_format: PromptFormat = "chat"
+) -> Tensor:
     """``[batch, new_tokens]`` ids generated for one batch of prompts (no steering installed here)."""
-    inputs = encode_prompts(model, prompts)
+    inputs = encode_prompts(model, prompts, prompt_format)
     hf_model: Any = unwrap(model)
     with torch.no_grad():
         out = hf_model.generate(**inputs, **kwargs)
@@ -310,18 +314,20 @@ def generate_texts(
         model: A wrapped model.
         prompts: The requests.
         steering: Anything with ``attach(model)`` returning a removable handle (a ``RefusalHead`` for the
-            always-on row, an ``AutoSteer``), or ``None`` for the unsteered model.
+            always-on row, an ``AutoSteer``, whose ``prompt_format`` is then used), or ``None`` for the unsteered
+            model.
         batch_size: Prompts per ``generate`` call.
         **generation_kwargs: Passed to ``generate`` (default: greedy, 32 new tokens).
 
     Returns:
         One text per prompt.
     """
+    prompt_format: PromptFormat = getattr(steering, "prompt_format", "chat")
     kwargs = _generation_kwargs(model, generation_kwargs)
     texts: list[str] = []
     with steering.attach(model) if steering is not None else contextlib.nullcontext():
         for start in range(0, len(prompts), batch_size):
-            ids = _generate_ids(model, prompts[start : start + batch_size], kwargs)
+            ids = _generate_ids(model, prompts[start : start + batch_size], kwargs, prompt_format)
             texts += model.tokenizer.batch_decode(ids, skip_special_tokens=True)
     return texts
 
@@ -584,8 +590,8 @@ def _run_method(
                 ids, batch_texts = result.token_ids, result.texts
                 p_harmful += result.p_harmful.float().tolist()
                 gate += result.gate.tolist()
-            else:
-                ids = _generate_ids(model, batch, kwargs)
+            else:  # every method sees the requests in the AutoSteer's format, so the rows compare
+                ids = _generate_ids(model, batch, kwargs, steer.prompt_format)
                 batch_texts = model.tokenizer.batch_decode(ids, skip_special_tokens=True)
             texts += batch_texts
             tokens += sum(_new_token_counts(ids, stop_ids))
@@ -646,7 +652,7 @@ def evaluate(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
     for eval_set in sets:
-        check_prompt_lengths(model, eval_set.prompts, f"the prompts of {eval_set.name!r}")
+        check_prompt_lengths(model, eval_set.prompts, f"the prompts of {eval_set.name!r}", steer.prompt_format)
     kwargs = _generation_kwargs(model, {"max_new_tokens": max_new_tokens, **generation_kwargs})
     started = time.perf_counter()
 

@@ -29,7 +29,16 @@ from .architectures import resolve, unwrap
 from .errors import InvalidInputError
 from .gate import GateData, train_gate
 from .prober import ProberConfig, ProberMetrics
-from .prompts import Prompt, PromptPair, check_pairs, check_prompt_lengths, check_prompts, encode_prompts
+from .prompts import (
+    Prompt,
+    PromptFormat,
+    PromptPair,
+    check_pairs,
+    check_prompt_format,
+    check_prompt_lengths,
+    check_prompts,
+    encode_prompts,
+)
 from .provenance import ModelProvenance
 from .refusal_head import RefusalHead, RefusalHeadConfig, _lm_head
 from .sas import LayerScores, safety_awareness_scores
@@ -66,6 +75,8 @@ class FitConfig:
         validation_fraction: Share of the gate data (whole pairs, with their wrapped copies) held out for
             validation and calibration.
         gate_mode: ``"prefill"`` or ``"every_step"`` (see :class:`~autosteer_interp.steer.AutoSteer`).
+        prompt_format: ``"chat"`` (ours) or ``"paper"`` (the official code's prompts and probed token; see
+            :func:`~autosteer_interp.prompts.format_prompt`); stored in the AutoSteer, which always runs with it.
         batch_size: Prompts per forward pass.
         progress: Show progress bars.
         seed: Seed of the held-out split and the wrapper assignment.
@@ -81,6 +92,7 @@ class FitConfig:
     calibrate_fpr: float | None = None
     validation_fraction: float = 0.2
     gate_mode: Literal["prefill", "every_step"] = "prefill"
+    prompt_format: PromptFormat = "chat"
     batch_size: int = 16
     progress: bool = True
     seed: int = 0
@@ -89,6 +101,7 @@ class FitConfig:
         finite_number(self.validation_fraction, "validation_fraction", 0, 1, low_open=True, high_open=True)
         if self.calibrate_fpr is not None:
             finite_number(self.calibrate_fpr, "calibrate_fpr", 0, 1, high_open=True)
+        check_prompt_format(self.prompt_format)
         if self.gate_mode not in ("prefill", "every_step"):
             raise InvalidInputError(f"gate_mode must be 'prefill' or 'every_step', got {self.gate_mode!r}.")
         positive_int(self.batch_size, "batch_size")
@@ -184,12 +197,15 @@ def fit_autosteer(
     for layer in layers:
         spec.check_layer(layer)
     prompts = [prompt for pair in [*pairs, *(gate_pairs or [])] for prompt in (pair.harmful, pair.safe)]
-    check_prompt_lengths(model, prompts + list(extra_negatives or []), "the pairs' prompts")
+    prompt_format = config.prompt_format
+    check_prompt_lengths(model, prompts + list(extra_negatives or []), "the pairs' prompts", prompt_format)
     batch_size, progress = config.batch_size, config.progress
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    harmful = collect_activations(model, [p.harmful for p in pairs], layers, batch_size, progress=progress)
-    safe = collect_activations(model, [p.safe for p in pairs], layers, batch_size, progress=progress)
+    harmful, safe = (
+        collect_activations(model, side, layers, batch_size, progress=progress, prompt_format=prompt_format)
+        for side in ([p.harmful for p in pairs], [p.safe for p in pairs])
+    )
     sas = safety_awareness_scores(safe, harmful)
     gate_layers = _choose_gate_layers(sas, config.probe_layers, spec)
     seconds["activations_and_sas"] = time.perf_counter() - start
@@ -205,14 +221,16 @@ def fit_autosteer(
         config.seed,
         config.max_wrapped,
     )
-    x = data.features(model, pairs, gate_layers, batch_size, progress, pair_activations=(harmful, safe))
+    x = data.features(model, pairs, gate_layers, batch_size, progress, (harmful, safe), prompt_format)
     prober, validation = train_gate(x, gate_layers, config.prober_config, config.calibrate_fpr, model)
     seconds["gate"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    head = fit_refusal_head(model, [p.harmful for p in pairs], config.head_config, progress=progress)
+    head = fit_refusal_head(
+        model, [p.harmful for p in pairs], config.head_config, progress=progress, prompt_format=prompt_format
+    )
     seconds["refusal_head"] = time.perf_counter() - start
-    steer = AutoSteer(prober, head, gate_mode=config.gate_mode)
+    steer = AutoSteer(prober, head, gate_mode=config.gate_mode, prompt_format=prompt_format)
     steer.summary = FitSummary(sas, gate_layers, validation, list(head.history), seconds, data.counts())
     return steer
 
@@ -223,6 +241,7 @@ def fit_refusal_head(
     config: RefusalHeadConfig | None = None,
     retain_prompts: Sequence[Prompt] | None = None,
     progress: bool = True,
+    prompt_format: PromptFormat = "chat",
 ) -> RefusalHead:
     """Fit ``S`` so that the model answers ``harmful_prompts`` with the refusal target.
 
@@ -235,6 +254,7 @@ def fit_refusal_head(
         config: Settings (target, epsilon, epochs, ...).
         retain_prompts: Optional benign requests whose own continuations the head must keep.
         progress: Show progress bars.
+        prompt_format: How the prompts are laid out (``"chat"`` or ``"paper"``).
 
     Returns:
         The fitted head (``history`` holds the loss per epoch), its parameters float32 on the CPU.
@@ -244,12 +264,18 @@ def fit_refusal_head(
     retain_prompts = check_prompts(retain_prompts, "retain_prompts") if retain_prompts else None
     spec = resolve(model)
     cache = cache_lm_head_inputs(
-        model, harmful_prompts, _target_ids(model, config.target), config.forward_batch_size, progress
+        model,
+        harmful_prompts,
+        _target_ids(model, config.target),
+        config.forward_batch_size,
+        progress,
+        prompt_format=prompt_format,
     )
     cache.is_retain = torch.zeros(len(cache.labels), dtype=torch.bool)
     if retain_prompts:
-        targets = _own_continuations(model, retain_prompts, config.retain_tokens, config.forward_batch_size)
-        retain = cache_lm_head_inputs(model, retain_prompts, targets, config.forward_batch_size, progress)
+        batch = config.forward_batch_size
+        targets = _own_continuations(model, retain_prompts, config.retain_tokens, batch, prompt_format)
+        retain = cache_lm_head_inputs(model, retain_prompts, targets, batch, progress, prompt_format=prompt_format)
         cache = TokenCache(
             hidden=torch.cat([cache.hidden, retain.hidden]),
             labels=torch.cat([cache.labels, retain.labels]),
@@ -285,12 +311,14 @@ def _target_ids(model: Any, target: str) -> Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def _own_continuations(model: Any, prompts: Sequence[Prompt], n_tokens: int, batch_size: int) -> Tensor:
+def _own_continuations(
+    model: Any, prompts: Sequence[Prompt], n_tokens: int, batch_size: int, prompt_format: PromptFormat
+) -> Tensor:
     """The unsteered model's greedy continuations, exactly ``n_tokens`` long."""
     rows = []
     hf_model: Any = unwrap(model)
     for start in range(0, len(prompts), batch_size):
-        inputs = encode_prompts(model, prompts[start : start + batch_size])
+        inputs = encode_prompts(model, prompts[start : start + batch_size], prompt_format)
         with torch.no_grad():
             out = hf_model.generate(
                 **inputs,

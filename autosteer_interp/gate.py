@@ -31,7 +31,15 @@ from .activations import LayerActivations, collect_activations
 from .architectures import resolve
 from .errors import InvalidInputError
 from .prober import ProberConfig, ProberMetrics, SafetyProber
-from .prompts import Prompt, PromptPair, builtin_borderline, builtin_gate_pairs, jailbreak_wrappers, wrap_prompts
+from .prompts import (
+    Prompt,
+    PromptFormat,
+    PromptPair,
+    builtin_borderline,
+    builtin_gate_pairs,
+    jailbreak_wrappers,
+    wrap_prompts,
+)
 from .splits import move_shared_to_train, split_by_keys
 
 __all__ = ["GateData", "GatePart", "train_gate"]
@@ -140,6 +148,7 @@ class GateData:
         batch_size: int = 8,
         progress: bool = False,
         pair_activations: tuple[LayerActivations, LayerActivations] | None = None,
+        prompt_format: PromptFormat = "chat",
     ) -> dict[str, Tensor]:
         """The activations of every part at ``layers``, ready for :func:`train_gate`.
 
@@ -151,6 +160,7 @@ class GateData:
             progress: Show progress bars.
             pair_activations: ``(harmful, safe)`` activations of ``pairs`` already collected (e.g. for the SAS);
                 their rows are reused when they hold every layer of ``layers``, else everything is collected.
+            prompt_format: How the prompts are laid out (the format the gate will run with).
 
         Returns:
             Part name -> ``[n, len(layers), d_model]`` (``n = 0`` for an empty part).
@@ -173,7 +183,10 @@ class GateData:
                 chunks.append(source.select(layers)[part.pair_rows])
             prompts = part.all_prompts(pairs) if reused is None else part.prompts
             if prompts:
-                chunks.append(collect_activations(model, prompts, layers, batch_size, progress=progress).values)
+                acts = collect_activations(
+                    model, prompts, layers, batch_size, progress=progress, prompt_format=prompt_format
+                )
+                chunks.append(acts.values)
             features[name] = torch.cat(chunks) if chunks else torch.empty(0, len(layers), d_model)
         return features
 

@@ -18,7 +18,8 @@ put "harmful" at index 1), so its P(harmful) is the official ``p_toxic``; and a
 ``h (W + eps W S)^T``). The files' names and SHA-256 are recorded in the artefact (``AutoSteer.origin``).
 
 The official code probes another token than our default prompt format does (see the README, "Where we differ"):
-a prober is only meaningful at the token it was trained on.
+a prober is only meaningful at the token it was trained on, so the import runs with ``prompt_format="paper"``
+(:func:`~autosteer_interp.prompts.format_prompt`), stored in the artefact.
 
 Example:
     >>> steer = import_official(prober="layer20/epoch_37.pt", steer_matrix="Epoch_12.pt", layer=20,
@@ -37,6 +38,7 @@ from torch import Tensor
 
 from .errors import ArtifactError, InvalidInputError
 from .prober import HARMFUL, ProberConfig, SafetyProber
+from .prompts import PromptFormat, check_prompt_format
 from .provenance import ModelProvenance
 from .refusal_head import RefusalHead
 from .steer import AutoSteer
@@ -57,6 +59,7 @@ def import_official(
     model: Any = None,
     epsilon: float = 0.1,
     threshold: float = 0.5,
+    prompt_format: PromptFormat = "paper",
 ) -> AutoSteer:
     """An AutoSteer that computes exactly the paper's inference from its released files.
 
@@ -68,6 +71,8 @@ def import_official(
             recorded (so the result refuses other models).
         epsilon: The refusal-head scale (the paper: 0.1).
         threshold: Gate when P(harmful) exceeds it (the paper: 0.5).
+        prompt_format: The prompt layout the prober was trained on: ``"paper"`` (the official code's, default)
+            or ``"chat"`` (only for a prober you trained on our layout).
 
     Returns:
         The AutoSteer (gate mode ``"prefill"``); ``origin`` records the source files and their hashes.
@@ -115,7 +120,7 @@ def import_official(
     with torch.no_grad():
         head.S.copy_(S)
     ours.provenance = head.provenance = provenance
-    steer = AutoSteer(ours.eval(), head.eval())
+    steer = AutoSteer(ours.eval(), head.eval(), prompt_format=check_prompt_format(prompt_format))
     steer.origin = {
         "source": "official AutoSteer release (github.com/zjunlp/AutoSteer)",
         "prober": {"file": prober_path.name, "sha256": _sha256(prober_path)},

@@ -27,19 +27,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 from torch import Tensor
 
 from .architectures import input_placement, resolve
-from .errors import DataFormatError, InvalidInputError
+from .errors import DataFormatError, InvalidInputError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "GATE_STYLES",
+    "PROMPT_FORMATS",
     "WRAPPER_FAMILIES",
     "JailbreakWrapper",
     "Prompt",
@@ -48,6 +49,7 @@ __all__ = [
     "builtin_gate_pairs",
     "builtin_pairs",
     "check_pairs",
+    "check_prompt_format",
     "check_prompt_lengths",
     "check_prompts",
     "deduplicate_pairs",
@@ -643,28 +645,56 @@ def wrap_prompts(
 # --------------------------------------------------------------------------------------------------------
 
 
-def format_prompt(model: Any, prompt: Prompt) -> str:
-    """The exact text the model sees for ``prompt``, ending where the model starts answering.
+PromptFormat = Literal["chat", "paper"]
+PROMPT_FORMATS: tuple[str, ...] = ("chat", "paper")
+"""How requests are laid out (see :func:`format_prompt`): ``"chat"`` (ours, the default) or ``"paper"``."""
+
+PAPER_IMAGE_SIZE = (256, 256)
+"""The official code resizes every image to 256 x 256 before its processor."""
+
+
+def check_prompt_format(prompt_format: Any) -> PromptFormat:
+    """Refuse an unknown prompt format."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise InvalidInputError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+    return prompt_format  # type: ignore[no-any-return]
+
+
+def format_prompt(model: Any, prompt: Prompt, prompt_format: PromptFormat = "chat") -> str:
+    """The exact text the model sees for ``prompt``.
+
+    ``"chat"`` (the default) ends where the model starts answering: the chat template with its generation prompt
+    (LLaVA-OneVision, chat LMs), so the probed last prompt token is the one the answer is predicted from; for
+    Chameleon, the request with an ``<image>`` placeholder in front (the processor appends the separator token).
+
+    ``"paper"`` reproduces the official AutoSteer code, token for token, for its two models: LLaVA-OneVision gets
+    the processor's chat template of ``[text, image]`` **without** the generation prompt (the probed token is the
+    end of the user turn); Chameleon gets the bare request followed by the image, no chat format and no separator
+    (``[BOS] text [BOI] image tokens [EOI]``: the probed token is the end-of-image token). A prober is only
+    meaningful at the token it was trained on, so an AutoSteer records its format.
 
     Args:
         model: A model returned by :func:`~autosteer_interp.models.load_model` or
             :func:`~autosteer_interp.models.wrap` (it carries ``.tokenizer`` and ``.processor``).
         prompt: The request.
+        prompt_format: ``"chat"`` or ``"paper"``.
 
     Returns:
-        The chat-formatted string with the generation prompt. For Chameleon, the request with an
-        ``<image>`` placeholder in front when there is an image (the processor appends the separator token
-        that starts the answer).
+        The formatted string (before tokenisation; the processor expands ``<image>``).
 
     Raises:
-        InvalidInputError: If the prompt has an image but the model is text-only.
+        InvalidInputError: If the prompt has an image but the model is text-only, or the format is unknown.
+        UnsupportedModelError: ``"paper"`` on a model other than LLaVA-OneVision or Chameleon.
     """
+    check_prompt_format(prompt_format)
     spec = resolve(model)
     if prompt.has_image and not spec.is_multimodal:
         raise InvalidInputError(
             f"this prompt has an image but the {spec.model_type} model is text-only; pass Prompt(text) without "
             "an image, or use a multimodal model (llava_onevision, chameleon)."
         )
+    if prompt_format == "paper":
+        return _paper_format(model, spec.model_type, prompt)
     if spec.model_type == "chameleon":
         return ("<image>" if prompt.has_image else "") + prompt.text
     templater = model.processor if model.processor is not None else model.tokenizer
@@ -674,6 +704,20 @@ def format_prompt(model: Any, prompt: Prompt) -> str:
         content = prompt.text
     return templater.apply_chat_template(
         [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
+
+
+def _paper_format(model: Any, model_type: str, prompt: Prompt) -> str:
+    if model_type == "chameleon":
+        return prompt.text + ("<image>" if prompt.has_image else "")
+    if model_type == "llava_onevision":
+        content = [{"type": "text", "text": prompt.text}] + ([{"type": "image"}] if prompt.has_image else [])
+        return model.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=False, tokenize=False
+        )
+    raise UnsupportedModelError(
+        f"the paper's prompt format exists for its models (llava_onevision, chameleon), not {model_type}; use "
+        "prompt_format='chat'."
     )
 
 
@@ -688,7 +732,7 @@ def check_prompts(prompts: Any, name: str = "prompts") -> list[Prompt]:
             f"{name} must be a list of Prompt objects, got {type(prompts).__name__}; wrap texts as [Prompt(text), ...]."
         )
     if len(prompts) == 0:
-        raise InvalidInputError(f"{name} is empty; expected at least one Prompt.")
+        raise InvalidInputError(f"{name} is empty; expected at least one prompt, got an empty list.")
     for index, prompt in enumerate(prompts):
         if not isinstance(prompt, Prompt):
             raise InvalidInputError(
@@ -717,7 +761,9 @@ def check_pairs(pairs: Any, name: str = "pairs", minimum: int = 1) -> list[Promp
     return list(pairs)
 
 
-def check_prompt_lengths(model: Any, prompts: Sequence[Prompt], name: str = "prompts") -> None:
+def check_prompt_lengths(
+    model: Any, prompts: Sequence[Prompt], name: str = "prompts", prompt_format: PromptFormat = "chat"
+) -> None:
     """Refuse prompts longer than the model's context, before any forward pass (text tokens; images add more).
 
     Raises:
@@ -730,7 +776,8 @@ def check_prompt_lengths(model: Any, prompts: Sequence[Prompt], name: str = "pro
     for index, prompt in enumerate(prompts):
         if len(prompt.text) > limit * max(longest_token, 1):  # longer than any tokenisation could make fit
             _too_long(name, index, f"{len(prompt.text)} characters", limit)
-    lengths = [len(ids) for ids in model.tokenizer([format_prompt(model, p) for p in prompts])["input_ids"]]
+    texts = [format_prompt(model, p, prompt_format) for p in prompts]
+    lengths = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
     for index, length in enumerate(lengths):
         if length > limit:
             _too_long(name, index, f"{length} tokens", limit)
@@ -742,12 +789,14 @@ def _too_long(name: str, index: int, size: str, limit: int) -> None:
     )
 
 
-def encode_prompts(model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
+def encode_prompts(model: Any, prompts: Sequence[Prompt], prompt_format: PromptFormat = "chat") -> dict[str, Any]:
     """Format and tokenise a batch of prompts (left-padded), with images for multimodal models.
 
     Args:
         model: A wrapped model (see :func:`format_prompt`).
         prompts: The requests; a batch may mix prompts with and without images.
+        prompt_format: ``"chat"`` (default) or ``"paper"`` (see :func:`format_prompt`; images are resized to
+            256 x 256 first, as the official code does).
 
     Returns:
         Keyword arguments for the model's forward: ``input_ids`` and ``attention_mask`` of shape
@@ -759,12 +808,16 @@ def encode_prompts(model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
             model's context.
     """
     prompts = check_prompts(prompts)
-    texts = [format_prompt(model, prompt) for prompt in prompts]
+    texts = [format_prompt(model, prompt, prompt_format) for prompt in prompts]
     images = [prompt.load_image() for prompt in prompts if prompt.has_image]
+    if prompt_format == "paper":
+        images = [image.resize(PAPER_IMAGE_SIZE) for image in images if image is not None]
     if model.processor is None:
         encoded = model.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
     else:
         kwargs: dict[str, Any] = {"images": images} if images else {}
+        if prompt_format == "paper" and resolve(model).model_type == "chameleon":
+            kwargs["return_for_text_completion"] = True  # no separator token: the official prompt ends at EOI
         encoded = model.processor(text=texts, padding=True, return_tensors="pt", **kwargs)
     encoded = dict(encoded)
     encoded.pop("batch_num_images", None)

@@ -293,7 +293,9 @@ def gate_robustness(
     steer.check_model(model)
     probabilities = {}
     for name, family in families.items():
-        acts = collect_activations(model, family.prompts, list(steer.layers), batch_size, progress=progress)
+        acts = collect_activations(
+            model, family.prompts, list(steer.layers), batch_size, progress=progress, prompt_format=steer.prompt_format
+        )
         with torch.no_grad():
             probabilities[name] = steer.p_harmful(acts.values)
     report = RobustnessReport.from_probabilities(probabilities, families, steer.threshold, label)

@@ -33,7 +33,15 @@ from .errors import ArtifactError, InvalidInputError
 from .gating import GateReport, GateSpec, steered_input
 from .hooks import GateHandle, attach_gate
 from .prober import ProberConfig, SafetyProber
-from .prompts import Prompt, PromptPair, check_prompt_lengths, check_prompts, encode_prompts
+from .prompts import (
+    Prompt,
+    PromptFormat,
+    PromptPair,
+    check_prompt_format,
+    check_prompt_lengths,
+    check_prompts,
+    encode_prompts,
+)
 from .provenance import provenance_of_artifact
 from .refusal_head import RefusalHead, RefusalHeadConfig
 from .validation import positive_int
@@ -120,6 +128,7 @@ class AutoSteer:
         head: RefusalHead,
         threshold: float | None = None,
         gate_mode: GateMode = "prefill",
+        prompt_format: PromptFormat = "chat",
     ) -> None:
         if prober.layers is None:
             raise InvalidInputError("the prober has no layers; fit it with layers=... (the layer(s) it reads).")
@@ -132,6 +141,7 @@ class AutoSteer:
         self.prober = prober if threshold is None else _with_threshold(prober, threshold)
         self.head = head
         self.gate_mode: GateMode = gate_mode
+        self.prompt_format: PromptFormat = check_prompt_format(prompt_format)
         self.provenance = prober.provenance or head.provenance
         self.summary: Any = None  # a fit.FitSummary after AutoSteer.fit
         self.origin: dict[str, Any] | None = None  # where imported parts came from (official.import_official)
@@ -286,6 +296,10 @@ class AutoSteer:
         self.check_model(model)
         return attach_gate(model, self.gate_spec(model))
 
+    def encode(self, model: Any, prompts: Sequence[Prompt]) -> dict[str, Any]:
+        """``encode_prompts`` in this AutoSteer's prompt format: the inputs to trace or generate with."""
+        return encode_prompts(model, prompts, self.prompt_format)
+
     def generate(
         self, model: Any, prompts: Sequence[Prompt], batch_size: int = 8, **generation_kwargs: Any
     ) -> GenerationResult:
@@ -305,13 +319,13 @@ class AutoSteer:
         self.check_model(model)
         kwargs = {"max_new_tokens": 64, "do_sample": False, **generation_kwargs}
         positive_int(kwargs["max_new_tokens"], "max_new_tokens")
-        check_prompt_lengths(model, prompts)
+        check_prompt_lengths(model, prompts, prompt_format=self.prompt_format)
         kwargs.setdefault("pad_token_id", model.tokenizer.pad_token_id)
         texts, p_all, gate_all, ids_all = [], [], [], []
         hf_model: Any = unwrap(model)
         with self.attach(model) as handle:
             for start in range(0, len(prompts), batch_size):
-                inputs = encode_prompts(model, prompts[start : start + batch_size])
+                inputs = self.encode(model, prompts[start : start + batch_size])
                 with torch.no_grad():
                     out = hf_model.generate(**inputs, **kwargs)
                 new = out[:, inputs["input_ids"].shape[1] :].cpu()
@@ -376,6 +390,7 @@ class AutoSteer:
         config = {
             "layout": "parts",
             "gate_mode": self.gate_mode,
+            "prompt_format": self.prompt_format,
             "base_model": self.provenance.to_dict() if self.provenance else None,
             "origin": self.origin,
         }
@@ -397,7 +412,12 @@ class AutoSteer:
             prober = SafetyProber.load(Path(directory) / _PROBER_PART, model)
             head = RefusalHead.load(Path(directory) / _HEAD_PART, model)
             try:
-                steer = cls(prober, head, gate_mode=config.get("gate_mode", "prefill"))
+                steer = cls(
+                    prober,
+                    head,
+                    gate_mode=config.get("gate_mode", "prefill"),
+                    prompt_format=config.get("prompt_format", "chat"),
+                )
             except InvalidInputError as error:
                 raise ArtifactError(
                     f"{directory}: its prober and refusal head do not fit together ({error})."

@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-from autosteer_interp.errors import ArtifactError, InvalidInputError, LayerIndexError
+from autosteer_interp.errors import ArtifactError, InvalidInputError, LayerIndexError, UnsupportedModelError
+from autosteer_interp.models import tiny_image
 from autosteer_interp.official import import_official
-from autosteer_interp.prompts import builtin_pairs, encode_prompts
+from autosteer_interp.prompts import Prompt, builtin_pairs, encode_prompts
 from autosteer_interp.steer import AutoSteer
-from tests.reference.official_formulas import OfficialLinearProber, official_logits, official_p_toxic
+from tests.reference.official_formulas import OfficialLinearProber, official_inputs, official_logits, official_p_toxic
 
 LAYER = 2
 
@@ -32,7 +33,8 @@ def official_files(tmp_path, d_model=64, seed=0):
 
 def prompts():
     pairs = builtin_pairs()
-    return [p.harmful for p in pairs[:6]] + [p.safe for p in pairs[:6]]
+    with_images = [Prompt(p.harmful.text, tiny_image(i)) for i, p in enumerate(pairs[6:9])]
+    return [p.harmful for p in pairs[:6]] + [p.safe for p in pairs[:6]] + with_images
 
 
 def test_imported_gates_and_logits_equal_the_official_computation(model, tmp_path):
@@ -41,8 +43,9 @@ def test_imported_gates_and_logits_equal_the_official_computation(model, tmp_pat
     p_official = torch.tensor([official_p_toxic(model, p, LAYER, official) for p in requests])
     threshold = float(p_official.median())  # random weights: put half of the requests above the threshold
     steer = import_official(prober_file, matrix_file, layer=LAYER, model=model, epsilon=0.1, threshold=threshold)
+    assert steer.prompt_format == "paper"
     for prompt, p in zip(requests, p_official.tolist()):
-        inputs = encode_prompts(model, [prompt])
+        inputs = steer.encode(model, [prompt])
         with torch.no_grad(), model.trace(**inputs):
             report = steer.apply(model)
             logits = model.lm_head.output.save()
@@ -57,6 +60,24 @@ def test_imported_gates_and_logits_equal_the_official_computation(model, tmp_pat
         assert (got - expected).abs().max() <= 1e-5 * scale
 
 
+def test_the_paper_format_is_the_official_prompt_token_for_token(model):
+    for prompt in prompts():
+        ours = encode_prompts(model, [prompt], prompt_format="paper")
+        official = official_inputs(model, prompt)
+        assert ours["input_ids"].tolist() == official["input_ids"].tolist()
+        if "pixel_values" in official:
+            assert torch.equal(ours["pixel_values"], official["pixel_values"].to(ours["pixel_values"].dtype))
+        chat = encode_prompts(model, [prompt])["input_ids"][0].tolist()
+        assert chat != ours["input_ids"][0].tolist()  # our default probes another token
+
+
+def test_the_paper_format_is_refused_for_other_models(tiny_qwen2):
+    with pytest.raises(UnsupportedModelError, match="llava_onevision, chameleon"):
+        encode_prompts(tiny_qwen2, [Prompt("hi")], prompt_format="paper")
+    with pytest.raises(InvalidInputError, match="prompt_format"):
+        encode_prompts(tiny_qwen2, [Prompt("hi")], prompt_format="raw")
+
+
 def test_the_import_records_its_sources_and_survives_a_save(tiny_llava, tmp_path):
     _, _, prober_file, matrix_file = official_files(tmp_path)
     steer = import_official(prober_file, matrix_file, layer=LAYER, model=tiny_llava)
@@ -64,7 +85,7 @@ def test_the_import_records_its_sources_and_survives_a_save(tiny_llava, tmp_path
     assert steer.threshold == 0.5 and steer.epsilon == 0.1 and steer.layers == (LAYER,)
     steer.save(tmp_path / "saved")
     loaded = AutoSteer.load(tmp_path / "saved", model=tiny_llava)
-    assert loaded.origin == steer.origin
+    assert loaded.origin == steer.origin and loaded.prompt_format == "paper"
     x = torch.randn(5, 64)
     assert torch.equal(loaded.prober.predict_proba(x), steer.prober.predict_proba(x))
     config = json.loads((tmp_path / "saved" / "config.json").read_text())

@@ -27,11 +27,41 @@ class OfficialLinearProber(nn.Module):
         return torch.softmax(x, dim=-1)
 
 
-def official_p_toxic(model, prompt, layer, prober: OfficialLinearProber) -> float:
-    """``prober(hidden_states[layer][0][-1])[0]`` for one prompt run alone (as the official code rates it)."""
-    from autosteer_interp.prompts import encode_prompts
+def official_inputs(model, prompt) -> dict:
+    """The official code's inputs for one request, built step by step as it builds them.
 
-    inputs = encode_prompts(model, [prompt])
+    LLaVA-OneVision (``Eval_Llava.process_llava_input``): the image resized to 256 x 256; the conversation
+    ``[{"role": "user", "content": [text, image]}]`` through the processor's chat template with
+    ``add_generation_prompt=False``; then the processor. Chameleon: ``[BOS] text [BOI] image tokens [EOI]`` with
+    no chat format and no separator (the processor's image placeholder expanded as the model expects it).
+    """
+    from autosteer_interp.architectures import resolve
+
+    kind = resolve(model).model_type
+    image = prompt.load_image()
+    if kind == "llava_onevision":
+        content = [{"type": "text", "text": prompt.text}] + ([{"type": "image"}] if image is not None else [])
+        text = model.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=False)
+        images = image.resize((256, 256)) if image is not None else None
+        return dict(model.processor(text=text, images=images, return_tensors="pt", padding="longest"))
+    assert kind == "chameleon"
+    processor, tokenizer = model.processor, model.tokenizer
+    ids = tokenizer(prompt.text)["input_ids"]  # [BOS] + text
+    if image is not None:
+        n_codes = processor.image_seq_length
+        ids += [processor.image_start_token_id] + [processor.image_token_id] * n_codes + [processor.image_end_token_id]
+        pixels = processor.image_processor(image.resize((256, 256)), return_tensors="pt")["pixel_values"]
+        return {
+            "input_ids": torch.tensor([ids]),
+            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+            "pixel_values": pixels,
+        }
+    return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+
+
+def official_p_toxic(model, prompt, layer, prober: OfficialLinearProber) -> float:
+    """``prober(hidden_states[layer][0][-1])[0]`` for one request run alone, on the official inputs."""
+    inputs = official_inputs(model, prompt)
     with torch.no_grad():
         hidden = model._module(**inputs, output_hidden_states=True).hidden_states
         return float(prober(hidden[layer][0][-1].float())[0])
@@ -40,9 +70,8 @@ def official_p_toxic(model, prompt, layer, prober: OfficialLinearProber) -> floa
 def official_logits(model, prompt, S: torch.Tensor, epsilon: float, gate: bool) -> torch.Tensor:
     """The official next-token logits at the last prompt position: ``h (W + eps W S)^T`` (eps 0 when not gated)."""
     from autosteer_interp.architectures import get_module, resolve
-    from autosteer_interp.prompts import encode_prompts
 
-    inputs = encode_prompts(model, [prompt])
+    inputs = official_inputs(model, prompt)
     spec = resolve(model)
     captured = {}
     norm = get_module(model._module, spec.row.final_norm_path)

@@ -1,4 +1,4 @@
-"""Command-line interface: ``autosteer-interp fit | eval | robustness | generate | demo | sas | migrate``.
+"""Command-line interface: ``autosteer-interp fit | eval | bench | robustness | generate | demo | sas | migrate``.
 
 Every command checks all of its inputs before loading a model or writing anything: numbers (ranges,
 finiteness), layer lists and artefacts against the model's sizes (read from its config, not its weights), data
@@ -326,6 +326,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         max_wrapped=args.max_wrapped or None,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        prompt_format=args.prompt_format,
     )
     if args.threshold is not None:
         steer = steer.with_threshold(args.threshold)
@@ -340,6 +341,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "layers": list(steer.layers),
         "threshold": steer.threshold,
         "epsilon": steer.epsilon,
+        "prompt_format": steer.prompt_format,
         "builtin_gate_data": not args.no_gate_data,
         "max_wrapped": args.max_wrapped,
         **summary.to_dict(),
@@ -451,6 +453,51 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     note = _write_report(report, out, with_outputs=not args.no_generations)
     print(report.to_markdown())
     print(f"\nSaved {out / 'report.json'}, {out / 'report.md'}{note}.")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ bench
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import check_bench_output, load_suite, run_benchmarks
+    from .models import load_model
+
+    methods = _methods(args.methods) if args.methods is not None else None
+    if args.steer_limit is not None:
+        positive_int(args.steer_limit, "--steer-limit")
+    if args.max_new_tokens is not None:
+        positive_int(args.max_new_tokens, "--max-new-tokens")
+    out = Path(args.out)
+    check_bench_output(out, args.resume, "--out")
+    suite = load_suite(args.suite)  # every benchmark file is read and checked here
+    load_steer_for(args.steer, _layout(args.model))  # a broken artefact fails here, before the model
+    judge = _judge(args.judge)
+    _progress_note(f"Loading {args.model} ...")
+    model = load_model(args.model)
+    started = time.perf_counter()
+    report = run_benchmarks(
+        model,
+        resolve_steer_dir(args.steer),
+        suite,
+        judge=judge,
+        out=out,
+        methods=methods,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        steer_limit=args.steer_limit,
+        resume=args.resume,
+        progress=not args.quiet,
+        model_name=args.model,
+        say=_progress_note,
+    )
+    print(report.to_markdown())
+    note = f", plot {out / 'report.png'}" if (out / "report.png").is_file() else " (install matplotlib for plots)"
+    ran = len(report.benchmarks) - len(report.skipped)
+    print(
+        f"\nSaved {out / 'report.json'}, {out / 'report.md'}{note}. Ran {ran} benchmark(s), "
+        f"{len(report.skipped)} from the cache, in {time.perf_counter() - started:.0f} s."
+    )
     return 0
 
 
@@ -591,6 +638,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-gate-data", action="store_true", help="train the gate on --pairs only (no built-in data)")
     fit.add_argument("--max-wrapped", type=int, default=512, help="jailbreak-wrapped pairs for the gate (0: none)")
     fit.add_argument("--probe-layers", type=int, help="the gate reads the K best SAS layers (paper: 1)")
+    fit.add_argument(
+        "--prompt-format",
+        choices=["chat", "paper"],
+        default="chat",
+        help="prompt layout and probed token: ours (chat, default) or the official code's (paper); stored",
+    )
     fit.add_argument("--batch-size", type=int, default=16)
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     fit.set_defaults(run=_cmd_fit)
@@ -610,6 +663,20 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-generations", action="store_true", help="do not save the generated texts")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(run=_cmd_eval)
+
+    bench = commands.add_parser("bench", help="Orig / Steer / AutoSteer on a suite of published benchmarks (TOML)")
+    bench.add_argument("--model", default=DEMO_MODEL, help="built-in name, hub id or checkpoint directory")
+    bench.add_argument("--steer", required=True, help="the --out folder of `fit` (or an AutoSteer artefact)")
+    bench.add_argument("--suite", required=True, help="TOML file with [[benchmark]] tables (name, loader, path)")
+    bench.add_argument("--out", required=True, help="new output directory (report.json/.md/.png, cache/)")
+    bench.add_argument("--judge", default="substring", help="'substring' or a text-classification checkpoint dir")
+    bench.add_argument("--methods", help="subset of orig,steer,autosteer (default: the suite's, else all)")
+    bench.add_argument("--steer-limit", type=int, help="run the always-on Steer row on the first N of each set")
+    bench.add_argument("--max-new-tokens", type=int, help="answer length (default: the suite's, else 32)")
+    bench.add_argument("--batch-size", type=int, default=16)
+    bench.add_argument("--resume", action="store_true", help="reuse the finished benchmarks cached in --out")
+    bench.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    bench.set_defaults(run=_cmd_bench)
 
     rob = commands.add_parser(
         "robustness", help="how often the gate flags held-out harmful, wrapped and borderline-benign requests"

@@ -48,6 +48,7 @@ class _GenerateWrapper:
 
     def __init__(self, module: nn.Module, on_prompt: Callable[[int], None]) -> None:
         self.module = module
+        self.previous = module.__dict__.get("generate")  # an instance attribute someone else set, if any
         original: Any = getattr(module, "generate")  # nn.Module attributes are typed Tensor | Module
 
         @functools.wraps(original)
@@ -60,11 +61,15 @@ class _GenerateWrapper:
             return original(*args, **kwargs)
 
         self.wrapper = generate
-        setattr(module, "generate", generate)  # on the instance: remove() deletes it
+        setattr(module, "generate", generate)  # on the instance: remove() restores what was there
 
     def remove(self) -> None:
-        if self.module.__dict__.get("generate") is self.wrapper:
+        if self.module.__dict__.get("generate") is not self.wrapper:
+            return  # already removed, or wrapped again by someone else: leave theirs
+        if self.previous is None:
             del self.module.generate
+        else:
+            setattr(self.module, "generate", self.previous)
 
 
 class GateHandle(HookHandle):

@@ -1,7 +1,7 @@
 """Acceptance run for AutoSteer on the real SmolLM2 inside LLaVA-OneVision (VLSafe, text only).
 
-``AutoSteer.fit`` on all but the last 400 VLSafe pairs (deduplicated: 1399 of the 1799) (SAS over layers 1..29, the paper's MLP prober with our
-borderline-benign negatives, refusal head), then greedy generation (32 new tokens) on the last 400 pairs:
+``AutoSteer.fit`` on all but the last 400 deduplicated VLSafe pairs (1398 of 1798; SAS over layers 1..29, the
+paper's MLP prober with our borderline-benign negatives, refusal head), then greedy generation (32 new tokens) on the last 400 pairs:
 refusal rate (substring judge) on the harmful requests and on their safe counterparts for Orig (unsteered),
 Steer (refusal head always on) and AutoSteer (gated per sample). Also the held-out borderline-benign requests.
 

@@ -233,3 +233,21 @@ def test_fit_collects_probe_layers_outside_the_candidates(tiny_llava):
     assert torch.allclose(outside.p_harmful(acts), reused.p_harmful(acts), atol=1e-4)
     with pytest.raises(InvalidInputError, match="probe_layers=5 must be between 1 and the 2 candidate layers"):
         AutoSteer.fit(tiny_llava, pairs, candidate_layers=[1, 2], probe_layers=5, **options)
+
+
+def test_attach_restores_a_generate_someone_else_set_on_the_instance(tiny_llava):
+    hf = tiny_llava._module
+    calls = []
+
+    def counting_generate(*args, **kwargs):
+        calls.append(1)
+        return type(hf).generate(hf, *args, **kwargs)
+
+    hf.generate = counting_generate
+    try:
+        steer, _ = make_steer(tiny_llava, mixed_batch())
+        with steer.attach(tiny_llava):
+            hf.generate(**encode_prompts(tiny_llava, [Prompt("Hi")]), max_new_tokens=1)
+        assert hf.__dict__["generate"] is counting_generate and calls == [1]
+    finally:
+        del hf.generate

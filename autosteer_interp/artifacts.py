@@ -42,7 +42,7 @@ from torch import Tensor
 
 from .errors import ArtifactError
 
-__all__ = ["FORMAT_VERSION", "migrate_artifact", "read_artifact", "require_tensor", "write_artifact"]
+__all__ = ["FORMAT_VERSION", "file_sha256", "migrate_artifact", "read_artifact", "require_tensor", "write_artifact"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +148,11 @@ def _files(root: Path) -> list[Path]:
 
 
 def _checksums(root: Path) -> dict[str, str]:
-    return {path.relative_to(root).as_posix(): _sha256(path) for path in _files(root)}
+    return {path.relative_to(root).as_posix(): file_sha256(path) for path in _files(root)}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -334,7 +335,7 @@ def _verify_checksums(source: Path) -> None:
     if added:
         raise ArtifactError(f"{source} holds files that are not part of the artefact: {added}. Refusing to load it.")
     for name in sorted(files):
-        if _sha256(source / name) != files[name]:
+        if file_sha256(source / name) != files[name]:
             raise ArtifactError(
                 f"{source / name} does not match the checksum recorded in {CHECKSUM_FILE}: the file was modified "
                 "or truncated. Refusing to load it."
@@ -395,7 +396,7 @@ def require_tensor(
 def _read_format_1(source: Path, config: dict[str, Any], kind: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
     if config.get("kind") != kind:
         raise ArtifactError(f"{source} holds a {config.get('kind')!r} artefact, expected {kind!r}.")
-    if config.get("tensors_sha256") != _sha256(source / TENSOR_FILE):
+    if config.get("tensors_sha256") != file_sha256(source / TENSOR_FILE):
         raise ArtifactError(
             f"{source / TENSOR_FILE} does not match the checksum recorded in config.json: the file was modified "
             "or truncated. Refusing to load it."

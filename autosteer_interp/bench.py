@@ -85,6 +85,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .artifacts import file_sha256
 from .benchmark_data import LOADERS, BenchmarkSet
 from .errors import DataFormatError, InvalidInputError
 from .evaluate import METHOD_LABELS, METHODS, EvalReport, EvalRow, auroc, evaluate, make_judge
@@ -658,23 +659,15 @@ def _sha256(data: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _data_digest(bench: SuiteBenchmark) -> str:
     """The benchmark file's hash and the selected requests (text, image file hash, label, category)."""
     items = []
     for item in bench.data.items:
         image = item.prompt.image
-        image_id = _file_sha256(Path(image)) if isinstance(image, str | Path) and Path(image).is_file() else None
+        image_id = file_sha256(Path(image)) if isinstance(image, str | Path) and Path(image).is_file() else None
         items.append([item.prompt.text, image_id, item.label, item.category])
     source = Path(bench.data.source)
-    return _sha256({"file": _file_sha256(source) if source.is_file() else None, "items": items})
+    return _sha256({"file": file_sha256(source) if source.is_file() else None, "items": items})
 
 
 def _model_identity(model: Any, name: str) -> tuple[str, str]:

@@ -28,7 +28,6 @@ Example:
     ...     report = steer.apply(model)
 """
 
-import hashlib
 import pickle
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .artifacts import file_sha256
 from .errors import ArtifactError, InvalidInputError
 from .prober import HARMFUL, ProberConfig, SafetyProber
 from .prompts import PromptFormat, check_prompt_format
@@ -123,8 +123,8 @@ def import_official(
     steer = AutoSteer(ours.eval(), head.eval(), prompt_format=check_prompt_format(prompt_format))
     steer.origin = {
         "source": "official AutoSteer release (github.com/zjunlp/AutoSteer)",
-        "prober": {"file": prober_path.name, "sha256": _sha256(prober_path)},
-        "steer_matrix": {"file": matrix_path.name, "sha256": _sha256(matrix_path)},
+        "prober": {"file": prober_path.name, "sha256": file_sha256(prober_path)},
+        "steer_matrix": {"file": matrix_path.name, "sha256": file_sha256(matrix_path)},
         "layer": layer,
         "label_order": f"official softmax index {OFFICIAL_TOXIC_INDEX} = toxic, mapped to our index {HARMFUL}",
         "standardisation": "none (the official prober reads raw activations): identity mean 0, std 1",
@@ -183,7 +183,3 @@ def _steer_matrix(matrix: Any, path: Path, d_model: int) -> Tensor:
     if not bool(torch.isfinite(matrix).all()):
         raise ArtifactError(f"{path}: the steer matrix holds NaN or infinite values.")
     return matrix.detach().float()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

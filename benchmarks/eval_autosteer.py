@@ -1,9 +1,10 @@
 """Acceptance run for AutoSteer on the real SmolLM2 inside LLaVA-OneVision (VLSafe, text only).
 
 ``AutoSteer.fit`` on all but the last 400 deduplicated VLSafe pairs (1398 of 1798; SAS over layers 1..29, the
-paper's MLP prober with our borderline-benign negatives, refusal head), then greedy generation (32 new tokens) on the last 400 pairs:
-refusal rate (substring judge) on the harmful requests and on their safe counterparts for Orig (unsteered),
-Steer (refusal head always on) and AutoSteer (gated per sample). Also the held-out borderline-benign requests.
+paper's MLP prober with our borderline-benign negatives, refusal head), then greedy generation (32 new tokens)
+on the last 400 pairs: refusal rate (substring judge) on the harmful requests and on their safe counterparts for
+Orig (unsteered), Steer (refusal head always on) and AutoSteer (gated per sample). Also the held-out
+borderline-benign requests.
 
 Prints one JSON object per measurement and saves the fitted AutoSteer.
 

@@ -131,7 +131,7 @@ def write_format_1_prober(path):
         "prober": prober.config.to_dict(),
         "base_model": None,
         "best_epoch": 0,
-        "tensors_sha256": artifacts._sha256(path / "tensors.safetensors"),
+        "tensors_sha256": artifacts.file_sha256(path / "tensors.safetensors"),
     }
     (path / "config.json").write_text(json.dumps(config))
     return prober

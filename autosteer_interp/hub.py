@@ -53,7 +53,7 @@ def from_pretrained(
     if path.is_dir():
         return AutoSteer.load(path, model=model)
     repo_id = str(repo_id_or_path)
-    if repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
+    if not _is_repo_id(repo_id):
         raise InvalidInputError(
             f"{repo_id!r} is neither a folder nor a Hub id like 'org/name' (no such directory: {path.absolute()})."
         )
@@ -70,6 +70,12 @@ def from_pretrained(
             f"({type(error).__name__}: {str(error)[:300]})."
         ) from error
     return AutoSteer.load(Path(str(folder)), model=model)
+
+
+def _is_repo_id(text: str) -> bool:
+    """``"org/name"``: exactly two non-empty parts."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts)
 
 
 def model_card(steer: Any, repo_id: str) -> str:
@@ -155,7 +161,7 @@ def push_to_hub(
         InvalidInputError: A malformed ``repo_id``.
         ArtifactError: The upload failed (nothing is left half-written locally).
     """
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
+    if not isinstance(repo_id, str) or not _is_repo_id(repo_id):
         raise InvalidInputError(f"repo_id must look like 'org/name', got {repo_id!r}.")
     if api is None:
         from huggingface_hub import HfApi

@@ -683,21 +683,9 @@ BUILTIN_MODELS: dict[str, Callable[[], tuple[nn.Module, Any, Any]]] = {
 
 
 def _from_pretrained(name: str, dtype: torch.dtype, **kwargs: Any) -> tuple[nn.Module, Any, Any]:
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForImageTextToText,
-        AutoProcessor,
-        AutoTokenizer,
-    )
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-    try:
-        config = AutoConfig.from_pretrained(name)
-    except OSError as error:
-        raise ModelLoadError(
-            f"could not load {name!r}: it is not a built-in name ({', '.join(BUILTIN_MODELS)}), a local "
-            f"checkpoint directory, or a reachable hub id ({error})."
-        ) from error
+    config = _hub_config(name)
     multimodal = config.model_type in ("llava_onevision", "chameleon")
     model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
     model = model_class.from_pretrained(name, dtype=dtype, **kwargs).eval()

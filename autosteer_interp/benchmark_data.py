@@ -16,6 +16,10 @@ Supported files (no conversion step; download them from the benchmark's own rele
 - ``mmsafetybench``: an MM-SafetyBench checkout: ``data/processed_questions/*.json`` and the images (harmful).
 - ``alpaca``: Alpaca-style ``alpaca_data.json`` or jsonl (benign).
 
+:func:`load_requests` reads a list of requests of one label from any of these files or from a plain file
+(``.txt`` one per line; ``.csv``, ``.json`` or ``.jsonl`` with a request field such as ``prompt``, ``goal``,
+``instruction`` or ``Behavior``): what ``fit --gate-harmful`` and ``--gate-benign`` take.
+
 Malformed input raises :class:`~autosteer_interp.errors.DataFormatError` naming the file, the line (for a CSV the
 physical line a record starts on, the header being line 1) and what was expected: a missing file, another
 benchmark's file (wrong header), bytes that are not UTF-8, an empty required cell, an unknown label, a missing
@@ -46,6 +50,7 @@ __all__ = [
     "FIGSTEP_PROMPT",
     "LOADERS",
     "MMSAFETYBENCH_IMAGE_KINDS",
+    "REQUEST_FIELDS",
     "BenchmarkItem",
     "BenchmarkSet",
     "load_advbench",
@@ -55,6 +60,7 @@ __all__ = [
     "load_harmbench",
     "load_jailbreakbench",
     "load_mmsafetybench",
+    "load_requests",
     "load_strongreject",
     "load_xstest",
 ]
@@ -658,6 +664,104 @@ LOADERS: dict[str, Callable[..., BenchmarkSet]] = {
     "mmsafetybench": load_mmsafetybench,
     "alpaca": load_alpaca,
 }
+
+
+#: Field names :func:`load_requests` reads a request from (the first present, compared case-insensitively).
+REQUEST_FIELDS: tuple[str, ...] = (
+    "prompt",
+    "instruction",
+    "query",
+    "goal",
+    "behavior",
+    "forbidden_prompt",
+    "request",
+    "question",
+    "text",
+)
+
+
+def load_requests(spec: str | Path, label: str) -> BenchmarkSet:
+    """Requests of one label from a benchmark file or a plain list, e.g. more gate data for ``fit``.
+
+    Args:
+        spec: ``NAME:PATH`` to read with a registered loader (:data:`LOADERS`; its items of ``label`` only,
+            e.g. ``xstest:xstest_prompts.csv``), or a path: ``.txt`` (one request per non-blank line), ``.csv``
+            (the first column among :data:`REQUEST_FIELDS`), ``.json`` (a list of strings or of objects) or
+            ``.jsonl`` (one object per line); objects give the first field among :data:`REQUEST_FIELDS`, and an
+            Alpaca-style non-empty ``input`` is appended to its ``instruction``.
+        label: ``"harmful"`` or ``"benign"``: the label of every request read.
+
+    Returns:
+        The requests, named after the file, each labelled ``label``.
+
+    Raises:
+        InvalidInputError: If ``label`` is unknown or a named loader holds no item of ``label``.
+        DataFormatError: If the file is missing, empty, of another kind, or a record has no request (the
+            message names the file and the line).
+    """
+    if label not in _LABELS:
+        raise InvalidInputError(f"label must be 'harmful' or 'benign', got {label!r}.")
+    name, _, rest = str(spec).partition(":")
+    if rest and name in LOADERS:
+        loaded = load_benchmark(name, rest)
+        items = [item for item in loaded.items if item.label == label]
+        if not items:
+            raise InvalidInputError(f"{spec}: the {loaded.name} file holds no {label} requests.")
+        return BenchmarkSet(loaded.name, items, loaded.source)
+    path = Path(spec)
+    readers = {".txt": _text_requests, ".csv": _csv_requests, ".json": _json_requests, ".jsonl": _json_requests}
+    if path.suffix.lower() not in readers:
+        raise DataFormatError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; expected one of {sorted(readers)}, "
+            f"or NAME:PATH with NAME one of {sorted(LOADERS)}."
+        )
+    texts = list(readers[path.suffix.lower()](path))
+    if not texts:
+        raise DataFormatError(f"{path}: the file holds no requests.")
+    items = [BenchmarkItem(Prompt(text), label, None, {"line": where}) for where, text in texts]
+    return BenchmarkSet(path.stem, items, str(path))
+
+
+def _text_requests(path: Path) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(_read_text(path, "requests").splitlines(), start=1):
+        if line.strip():
+            yield number, line.strip()
+
+
+def _request_field(names: Sequence[str], path: Path) -> str:
+    """The first of :data:`REQUEST_FIELDS` among ``names`` (case-insensitive), as spelt in the file."""
+    lowered = {name.lower(): name for name in names}
+    for wanted in REQUEST_FIELDS:
+        if wanted in lowered:
+            return lowered[wanted]
+    raise DataFormatError(f"{path}: no request field among {sorted(names)}; expected one of {list(REQUEST_FIELDS)}.")
+
+
+def _csv_requests(path: Path) -> Iterator[tuple[int, str]]:
+    header = next(csv.reader(io.StringIO(_read_text(path, "requests"), newline="")), None)
+    if header is None:
+        return
+    column = _request_field([cell.strip() for cell in header], path)
+    for line, row in _read_csv(path, "requests", [column]):
+        _require(row, [column], path, line, "requests")
+        yield line, row[column].strip()
+
+
+def _json_requests(path: Path) -> Iterator[tuple[int, str]]:
+    for key, where, record in _json_records(path, "requests"):
+        place = f"{path}, {'record' if key == 'index' else 'line'} {where}"
+        if isinstance(record, str) and record.strip():
+            yield int(where), record.strip()
+            continue
+        if not isinstance(record, dict):
+            raise DataFormatError(f"{place}: expected a non-empty string or an object, got {record!r:.80}.")
+        name = _request_field(list(record), path)
+        text, extra = record[name], record.get("input", "") if name == "instruction" else ""
+        if not isinstance(text, str) or not text.strip():
+            raise DataFormatError(f"{place}: the {name!r} field must be a non-empty string, got {text!r:.80}.")
+        if not isinstance(extra, str):
+            raise DataFormatError(f"{place}: 'input' must be a string, got {type(extra).__name__}.")
+        yield int(where), f"{text.strip()}\n\n{extra}" if extra.strip() else text.strip()
 
 
 def load_benchmark(name: str, path: str | Path, **kwargs: Any) -> BenchmarkSet:

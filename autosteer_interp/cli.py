@@ -26,6 +26,7 @@ from .prompts import (
     Prompt,
     PromptPair,
     builtin_borderline,
+    builtin_everyday,
     builtin_pairs,
     check_prompt_lengths,
     deduplicate_pairs,
@@ -116,30 +117,34 @@ class PromptSet:
 
 
 def load_prompt_set(spec: str, harmful: bool) -> PromptSet:
-    """``[NAME=]SOURCE``: a jsonl file with a ``query`` field, ``borderline`` (our held-out borderline-benign
-    requests), or ``builtin`` (one side of the built-in pairs).
+    """``[NAME=]SOURCE``: a requests file (:func:`~autosteer_interp.benchmark_data.load_requests`: ``.jsonl``,
+    ``.json``, ``.csv``, ``.txt`` or ``LOADER:FILE``), ``borderline`` or ``everyday`` (our held-out
+    borderline-benign requests or everyday instructions), or ``builtin`` (one side of the built-in pairs).
 
     Raises:
         InvalidInputError: If the source is none of these.
         DataFormatError: If the file is malformed.
     """
+    from .benchmark_data import LOADERS, load_requests
+
     name, _, source = spec.rpartition("=")
     if source == "borderline":
         return PromptSet(name or "borderline", builtin_borderline("test"))
+    if source == "everyday":
+        return PromptSet(name or "everyday", builtin_everyday("test"))
     if source == "builtin":
         pairs = builtin_pairs()
         return PromptSet(name or "builtin", [p.harmful if harmful else p.safe for p in pairs])
-    path = Path(source)
-    if not path.is_file():
+    loader, _, rest = source.partition(":")
+    path = Path(rest if rest and loader in LOADERS else source)
+    if not path.exists():
         flag = "--harmful" if harmful else "--benign"
         raise InvalidInputError(
-            f"{flag} {spec!r}: {source!r} is not a file. Allowed: [NAME=]FILE.jsonl (one object per line with a "
-            "'query' field), 'borderline' or 'builtin'."
+            f"{flag} {spec!r}: {str(path)!r} is not a file. Allowed: [NAME=]FILE (.jsonl with a 'query' or "
+            "'prompt' field, .json, .csv, .txt), [NAME=]LOADER:FILE, 'borderline', 'everyday' or 'builtin'."
         )
-    prompts = load_queries(path)
-    if not prompts:
-        raise InvalidInputError(f"{spec!r}: {path} holds no requests.")
-    return PromptSet(name or path.stem, prompts)
+    found = load_requests(source, "harmful" if harmful else "benign")
+    return PromptSet(name or path.stem, found.prompts)
 
 
 def check_new_output(out: Path) -> None:
@@ -290,6 +295,7 @@ def _check_fit_numbers(args: argparse.Namespace) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from .benchmark_data import load_requests
     from .fit import MIN_PAIRS
     from .models import load_model
     from .refusal_head import RefusalHeadConfig
@@ -302,6 +308,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     pairs = select_pairs(load_pair_source(args.pairs, not args.keep_duplicates), window, args.pairs)
     if len(pairs) < MIN_PAIRS:
         raise InvalidInputError(f"fit needs at least {MIN_PAIRS} pairs; the selection of --pairs holds {len(pairs)}.")
+    gate_extra = {
+        f"gate_{label}": [
+            p for spec in getattr(args, f"gate_{label}") or [] for p in load_requests(spec, label).prompts
+        ]
+        or None
+        for label in ("harmful", "benign")
+    }
     layout = _layout(args.model)
     layers = _candidate_layers(args, layout.n_layers)
     n_candidates = len(layers) if layers is not None else layout.n_layers - 1
@@ -314,13 +327,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _progress_note(f"Loading {args.model} ...")
     model = load_model(args.model)
     _progress_note(f"Fitting AutoSteer on {len(pairs)} pairs of {args.pairs} [{window.start}:{window.stop}] ...")
+    optional = {"probe_layers": args.probe_layers, "calibrate_fpr": args.calibrate_fpr}
     steer = AutoSteer.fit(
         model,
         pairs,
+        **gate_extra,
         candidate_layers=layers,
-        **({"probe_layers": args.probe_layers} if args.probe_layers is not None else {}),
+        **{name: value for name, value in optional.items() if value is not None},
         head_config=RefusalHeadConfig(epsilon=args.epsilon),
-        calibrate_fpr=args.calibrate_fpr,
         builtin_gate_data=not args.no_gate_data,
         wrap_pairs=args.max_wrapped > 0,
         max_wrapped=args.max_wrapped or None,
@@ -344,6 +358,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "prompt_format": steer.prompt_format,
         "builtin_gate_data": not args.no_gate_data,
         "max_wrapped": args.max_wrapped,
+        "gate_harmful": args.gate_harmful or [],
+        "gate_benign": args.gate_benign or [],
         **summary.to_dict(),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
@@ -356,6 +372,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         f"Gate (held-out part of its training data): AUROC {val.auroc:.3f}, detection {val.tpr:.1%}, "
         f"false alarms {val.fpr:.1%} at threshold {steer.threshold:.2f}."
     )
+    flagged = summary.flagged
+    if "val_negatives" in flagged:
+        print(
+            f"False alarms on held-out everyday and borderline requests {flagged['val_negatives']:.1%}, "
+            f"on held-out harmless twins {flagged.get('val_safe', 0.0):.1%}."
+        )
     print(f"Refusal head: epsilon {steer.epsilon}, loss per epoch {[round(x, 3) for x in summary.head_loss]}.")
     print(f"Saved {out / STEER_DIR} and {out / 'fit.json'}{note}. Took {record['wall_seconds']:.0f} s.")
     return 0
@@ -506,7 +528,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_robustness(args: argparse.Namespace) -> int:
     from .models import load_model
-    from .robustness import gate_robustness, robustness_families
+    from .robustness import GateFamily, gate_robustness, robustness_families
 
     if args.every_step_tokens is not None:
         positive_int(args.every_step_tokens, "--every-step-tokens")
@@ -518,11 +540,16 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
         held_out = select_pairs(load_pair_source(args.pairs, not args.keep_duplicates), window, args.pairs)
     elif args.range is not None or args.limit is not None:
         raise InvalidInputError("--range and --limit select pairs; pass --pairs as well.")
+    families = robustness_families(held_out)
+    for spec, harmful in [(spec, True) for spec in args.harmful or []] + [(spec, False) for spec in args.benign or []]:
+        found = load_prompt_set(spec, harmful)
+        if found.name in families:
+            raise InvalidInputError(f"family names must be unique; {found.name!r} is taken, name it with NAME=FILE.")
+        families[found.name] = GateFamily(found.prompts, harmful)
     steer = load_steer_for(args.steer, _layout(args.model))  # a broken artefact fails here, before the model
     _progress_note(f"Loading {args.model} ...")
     model = load_model(args.model)
     steer.check_model(model)
-    families = robustness_families(held_out)
     report = gate_robustness(
         model,
         steer,
@@ -634,9 +661,22 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--every", type=int, help="candidate layers every N (the paper: 4)")
     fit.add_argument("--epsilon", type=float, default=0.1, help="refusal-head scale (paper: 0.1)")
     fit.add_argument("--threshold", type=float, help="gate threshold on P(harmful) (default 0.5, the paper's)")
-    fit.add_argument("--calibrate-fpr", type=float, help="calibrate the threshold to this validation FPR")
+    fit.add_argument(
+        "--calibrate-fpr",
+        type=float,
+        help="calibrate the threshold to this FPR on held-out everyday and borderline requests",
+    )
     fit.add_argument("--no-gate-data", action="store_true", help="train the gate on --pairs only (no built-in data)")
     fit.add_argument("--max-wrapped", type=int, default=512, help="jailbreak-wrapped pairs for the gate (0: none)")
+    fit.add_argument(
+        "--gate-harmful",
+        action="append",
+        help="more harmful requests for the gate, [LOADER:]FILE (.txt/.csv/.json/.jsonl or e.g. advbench:FILE; "
+        "repeatable)",
+    )
+    fit.add_argument(
+        "--gate-benign", action="append", help="more benign requests for the gate, [LOADER:]FILE (repeatable)"
+    )
     fit.add_argument("--probe-layers", type=int, help="the gate reads the K best SAS layers (paper: 1)")
     fit.add_argument(
         "--prompt-format",
@@ -652,8 +692,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default=DEMO_MODEL, help="built-in name, hub id or checkpoint directory")
     ev.add_argument("--steer", required=True, help="the --out folder of `fit` (or an AutoSteer artefact)")
     _add_pairs(ev, required=False)
-    ev.add_argument("--harmful", action="append", help="[NAME=]FILE.jsonl with 'query' (repeatable), or builtin")
-    ev.add_argument("--benign", action="append", help="[NAME=]FILE.jsonl, 'borderline' or 'builtin' (repeatable)")
+    ev.add_argument("--harmful", action="append", help="[NAME=]FILE or LOADER:FILE (repeatable), or builtin")
+    ev.add_argument(
+        "--benign", action="append", help="[NAME=]FILE, LOADER:FILE, 'borderline', 'everyday' or 'builtin' (repeatable)"
+    )
     ev.add_argument("--out", required=True, help="new output directory (report.json/.md/.png, generations.jsonl)")
     ev.add_argument("--judge", default="substring", help="'substring' or a text-classification checkpoint dir")
     ev.add_argument("--methods", default="orig,steer,autosteer", help="subset of orig,steer,autosteer")
@@ -685,6 +727,8 @@ def _parser() -> argparse.ArgumentParser:
     rob.add_argument("--steer", required=True, help="the --out folder of `fit` (or an AutoSteer artefact)")
     _add_pairs(rob, required=False)
     rob.add_argument("--out", required=True, help="new output directory (robustness.json/.md/.png)")
+    rob.add_argument("--harmful", action="append", help="[NAME=]FILE or LOADER:FILE: one more harmful family")
+    rob.add_argument("--benign", action="append", help="[NAME=]FILE or LOADER:FILE: one more benign family")
     rob.add_argument("--every-step-tokens", type=int, help="also measure the every-step gate over N generated tokens")
     rob.add_argument("--batch-size", type=int, default=16)
     rob.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -26,8 +26,9 @@ from torch import Tensor
 
 from .activations import TokenCache, cache_lm_head_inputs, collect_activations
 from .architectures import resolve, unwrap
+from .benchmark_data import BenchmarkSet
 from .errors import InvalidInputError
-from .gate import GateData, train_gate
+from .gate import GateData, flagged_by_part, train_gate
 from .prober import ProberConfig, ProberMetrics
 from .prompts import (
     Prompt,
@@ -65,13 +66,14 @@ class FitConfig:
             chosen with ``benchmarks/eval_gate.py``.
         prober_config: Prober settings (default: :class:`~autosteer_interp.prober.ProberConfig`).
         head_config: Refusal-head settings (default: epsilon 0.1, the standard refusal target).
-        builtin_gate_data: Add the built-in gate pairs and borderline-benign requests (training splits) to the
-            gate's training data, so :func:`~autosteer_interp.robustness.robustness_families` (test splits) stays
-            unseen.
+        builtin_gate_data: Add the built-in gate pairs, everyday instructions and borderline-benign requests
+            (training splits) to the gate's training data, so
+            :func:`~autosteer_interp.robustness.robustness_families` (test splits) stays unseen.
         wrap_pairs: Add wrapped copies of gate pairs, inside training jailbreak wrappers (both sides alike, so
             the wrapper is never the signal).
         max_wrapped: Wrap at most this many pairs (seeded random choice; ``None``: all).
-        calibrate_fpr: If set, set the threshold so that this share of held-out benign requests is flagged.
+        calibrate_fpr: If set, set the threshold so that this share of the held-out negatives (everyday and
+            borderline requests, plus ``gate_benign``) is flagged (see :func:`~autosteer_interp.gate.train_gate`).
         validation_fraction: Share of the gate data (whole pairs, with their wrapped copies) held out for
             validation and calibration.
         gate_mode: ``"prefill"`` or ``"every_step"`` (see :class:`~autosteer_interp.steer.AutoSteer`).
@@ -136,6 +138,9 @@ class FitSummary:
         sas: Safety Awareness Scores of the candidate layers.
         layers: The layers the gate reads.
         validation: Gate metrics on the held-out part of the gate data (after calibration, if any).
+        flagged: Share of each held-out part flagged (``val_harmful``, ``val_negatives``, ...): detection on the
+            harmful parts, false alarms on the others, so the false alarms on everyday requests and on the
+            harmless twins are reported apart.
         head_loss: Refusal-head training loss per epoch.
         seconds: Wall time per stage.
         gate_data: Number of prompts in each part of the gate data (training and held-out).
@@ -147,6 +152,7 @@ class FitSummary:
     head_loss: list[float]
     seconds: dict[str, float] = field(default_factory=dict)
     gate_data: dict[str, int] = field(default_factory=dict)
+    flagged: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -157,6 +163,7 @@ class FitSummary:
             "head_loss": self.head_loss,
             "seconds": self.seconds,
             "gate_data": self.gate_data,
+            "flagged": self.flagged,
         }
 
 
@@ -165,21 +172,27 @@ def fit_autosteer(
     pairs: Sequence[PromptPair],
     config: FitConfig | None = None,
     gate_pairs: Sequence[PromptPair] | None = None,
-    extra_negatives: Sequence[Prompt] | None = None,
+    gate_benign: Sequence[Prompt] | Any | None = None,
+    gate_harmful: Sequence[Prompt] | Any | None = None,
 ) -> AutoSteer:
     """The whole pipeline: activations -> SAS -> prober (the gate) -> refusal head.
 
     The SAS and the refusal head use ``pairs`` (the method). The gate is trained on more than ``pairs`` when asked
-    (the defaults): the project's own gate pairs (harm categories and phrasings VLSafe lacks), wrapped copies of
-    a few hundred pairs in jailbreak-style templates and borderline-benign requests as extra negatives, all from
-    the built-in TRAINING splits. A share of the gate data is held out for validation and calibration.
+    (the defaults): the project's own gate pairs (harm categories and phrasings VLSafe lacks, benchmark-style
+    instructions, minimal contrasts), wrapped copies of a few hundred pairs in jailbreak-style templates, and
+    everyday instructions and borderline-benign requests as negatives, all from the built-in TRAINING splits
+    (:class:`~autosteer_interp.gate.GateData`). A share of the gate data is held out for validation and
+    calibration.
 
     Args:
         model: The wrapped model to steer.
         pairs: Contrastive (harmful, safe) pairs to fit on.
         config: The settings (default :class:`FitConfig`).
         gate_pairs: More contrastive pairs for the gate only (not the SAS, not the head).
-        extra_negatives: More benign requests for the gate (e.g. your own borderline set).
+        gate_benign: More benign requests for the gate (your own everyday or borderline set): a prompt list or
+            a :class:`~autosteer_interp.benchmark_data.BenchmarkSet` (its benign items).
+        gate_harmful: More harmful requests for the gate, without twins (e.g. an AdvBench-style set): a prompt
+            list or a :class:`~autosteer_interp.benchmark_data.BenchmarkSet` (its harmful items).
 
     Returns:
         The fitted AutoSteer; ``summary`` holds a :class:`FitSummary`.
@@ -191,14 +204,16 @@ def fit_autosteer(
     config = config or FitConfig()
     pairs = check_pairs(pairs, "pairs", minimum=MIN_PAIRS)
     gate_pairs = check_pairs(gate_pairs, "gate_pairs") if gate_pairs is not None else None
-    extra_negatives = check_prompts(extra_negatives, "extra_negatives") if extra_negatives is not None else None
+    gate_benign = _gate_prompts(gate_benign, "gate_benign", "benign")
+    gate_harmful = _gate_prompts(gate_harmful, "gate_harmful", "harmful")
     spec = resolve(model)
     layers = list(config.candidate_layers) if config.candidate_layers is not None else list(range(1, spec.n_layers))
     for layer in layers:
         spec.check_layer(layer)
     prompts = [prompt for pair in [*pairs, *(gate_pairs or [])] for prompt in (pair.harmful, pair.safe)]
     prompt_format = config.prompt_format
-    check_prompt_lengths(model, prompts + list(extra_negatives or []), "the pairs' prompts", prompt_format)
+    extra = list(gate_benign or []) + list(gate_harmful or [])
+    check_prompt_lengths(model, prompts + extra, "the gate's prompts", prompt_format)
     batch_size, progress = config.batch_size, config.progress
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -214,15 +229,17 @@ def fit_autosteer(
     data = GateData.build(
         pairs,
         gate_pairs,
-        extra_negatives,
+        gate_benign,
         config.builtin_gate_data,
         config.wrap_pairs,
         config.validation_fraction,
         config.seed,
         config.max_wrapped,
+        gate_harmful,
     )
     x = data.features(model, pairs, gate_layers, batch_size, progress, (harmful, safe), prompt_format)
     prober, validation = train_gate(x, gate_layers, config.prober_config, config.calibrate_fpr, model)
+    flagged = flagged_by_part(prober, x)
     seconds["gate"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -231,7 +248,7 @@ def fit_autosteer(
     )
     seconds["refusal_head"] = time.perf_counter() - start
     steer = AutoSteer(prober, head, gate_mode=config.gate_mode, prompt_format=prompt_format)
-    steer.summary = FitSummary(sas, gate_layers, validation, list(head.history), seconds, data.counts())
+    steer.summary = FitSummary(sas, gate_layers, validation, list(head.history), seconds, data.counts(), flagged)
     return steer
 
 
@@ -285,6 +302,18 @@ def fit_refusal_head(
     head.fit_on_cache(cache, _lm_head(model), progress=progress)
     head.provenance = ModelProvenance.of(model)
     return head
+
+
+def _gate_prompts(prompts: Any, name: str, label: str) -> list[Prompt] | None:
+    """A prompt list, or the ``label`` items of a benchmark set, checked (``None`` stays ``None``)."""
+    if prompts is None:
+        return None
+    if isinstance(prompts, BenchmarkSet):
+        chosen = [item.prompt for item in prompts.items if item.label == label]
+        if not chosen:
+            raise InvalidInputError(f"{name}: the benchmark set {prompts.name!r} has no {label} items.")
+        return chosen
+    return check_prompts(prompts, name)
 
 
 def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int] | None, spec: Any) -> list[int]:

@@ -5,14 +5,18 @@ than harm (see :mod:`autosteer_interp.robustness`). :class:`GateData` assembles 
 
 * the user's contrastive pairs (e.g. VLSafe);
 * the project's own gate pairs (:func:`~autosteer_interp.prompts.builtin_gate_pairs`, training split): harm
-  categories and phrasings VLSafe lacks, each with a minimally edited harmless twin;
+  categories and phrasings VLSafe lacks (questions, benchmark-style instructions, minimal contrasts), each with
+  a minimally edited harmless twin;
 * copies of pairs (a few hundred, chosen at random) inside jailbreak-style wrappers (training templates),
   applied to BOTH sides so the wrapper itself is never the signal;
-* borderline-benign requests as extra negatives (training split).
+* unpaired harmful requests of the user's (``gate_harmful``, e.g. AdvBench-style sets);
+* negatives: everyday instructions and borderline-benign requests (training splits), and the user's own
+  (``gate_benign``).
 
-Whole pairs (with their wrapped copies) are split into a training part and a held-out part, disjoint by text
-(:mod:`autosteer_interp.splits`); the held-out part gives the validation metrics and the threshold calibration.
-The built-in TEST splits are never used here.
+Every source is split into a training part and a held-out part, disjoint by text (:mod:`autosteer_interp.splits`;
+whole pairs with their wrapped copies). The held-out part gives the validation metrics; the threshold is
+calibrated on the held-out negatives (everyday and borderline requests: the false alarms users meet), not on
+the harmless twins alone. The built-in TEST splits are never used here.
 
 Example:
     >>> data = GateData.build(pairs, builtin=True, wrap=True)                          # doctest: +SKIP
@@ -36,13 +40,14 @@ from .prompts import (
     PromptFormat,
     PromptPair,
     builtin_borderline,
+    builtin_everyday,
     builtin_gate_pairs,
     jailbreak_wrappers,
     wrap_prompts,
 )
 from .splits import move_shared_to_train, split_by_keys
 
-__all__ = ["GateData", "GatePart", "train_gate"]
+__all__ = ["GateData", "GatePart", "flagged_by_part", "held_out_sides", "train_gate"]
 
 
 @dataclass
@@ -70,7 +75,7 @@ class GatePart:
 PART_NAMES = tuple(
     f"{stage}_{kind}"
     for stage in ("train", "val")
-    for kind in ("harmful", "safe", "wrapped_harmful", "wrapped_safe", "negatives")
+    for kind in ("harmful", "safe", "wrapped_harmful", "wrapped_safe", "extra_harmful", "negatives")
 )
 """The parts of :class:`GateData`: training (``train_``) and held-out (``val_``)."""
 
@@ -90,25 +95,28 @@ class GateData:
         cls,
         pairs: Sequence[PromptPair],
         gate_pairs: Sequence[PromptPair] | None = None,
-        extra_negatives: Sequence[Prompt] | None = None,
+        gate_benign: Sequence[Prompt] | None = None,
         builtin: bool = True,
         wrap: bool = True,
         validation_fraction: float = 0.2,
         seed: int = 0,
         max_wrapped: int | None = 512,
+        gate_harmful: Sequence[Prompt] | None = None,
     ) -> "GateData":
         """Assemble and split the gate data.
 
         Args:
             pairs: The user's contrastive pairs.
             gate_pairs: More pairs for the gate only.
-            extra_negatives: More benign requests.
-            builtin: Add the built-in gate pairs and borderline-benign requests (training splits).
+            gate_benign: More benign requests (negatives), e.g. your own everyday or borderline set.
+            builtin: Add the built-in gate pairs, everyday instructions and borderline-benign requests
+                (training splits).
             wrap: Add wrapped copies of pairs, inside training jailbreak wrappers (both sides alike).
             validation_fraction: Share of pairs (and of negatives) held out.
             seed: Seed of the split, of the choice of pairs to wrap and of the wrapper assignment.
             max_wrapped: Wrap at most this many pairs (a seeded random choice; ``None``: every pair). Wrapped
                 prompts are long, and a few hundred teach the gate to look through wrappers.
+            gate_harmful: More harmful requests without twins (e.g. AdvBench-style instruction sets).
 
         Raises:
             InvalidInputError: If ``validation_fraction`` is not in ``(0, 1)``.
@@ -117,13 +125,15 @@ class GateData:
             raise InvalidInputError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
         generator = torch.Generator().manual_seed(seed)
         others = list(gate_pairs or []) + (builtin_gate_pairs("train") if builtin else [])
-        negatives = list(extra_negatives or []) + (builtin_borderline("train") if builtin else [])
+        builtin_negatives = builtin_everyday("train") + builtin_borderline("train") if builtin else []
+        negatives = list(gate_benign or []) + builtin_negatives
+        unpaired = list(gate_harmful or [])
         # Split by text: a request (or a pair sharing one) is held out or trained on, never both.
         sources = [[{p.harmful.text, p.safe.text} for p in pairs], [{p.harmful.text, p.safe.text} for p in others]]
-        sources.append([{p.text} for p in negatives])
+        sources += [[{p.text} for p in unpaired], [{p.text} for p in negatives]]
         splits = [(*split_by_keys(keys, validation_fraction, generator), keys) for keys in sources]
         move_shared_to_train(splits)
-        (user_split, other_split, negative_split) = ((train, val) for train, val, _ in splits)
+        (user_split, other_split, unpaired_split, negative_split) = ((train, val) for train, val, _ in splits)
         wrappers = jailbreak_wrappers("train")
         n_pairs = len(pairs) + len(others)
         n_wrapped = 0 if not wrap else n_pairs if max_wrapped is None else min(max_wrapped, n_pairs)
@@ -136,8 +146,9 @@ class GateData:
                 parts[f"{stage}_{side}"] = GatePart(side, user_rows, [getattr(others[i], side) for i in other_rows])
                 wrapped = wrap_prompts([getattr(p, side) for p in chosen], wrappers, seed=seed)
                 parts[f"{stage}_wrapped_{side}"] = GatePart(side, [], wrapped)
-        for stage, rows in zip(("train", "val"), negative_split):
+        for stage, rows, more in zip(("train", "val"), negative_split, unpaired_split):
             parts[f"{stage}_negatives"] = GatePart("safe", [], [negatives[i] for i in rows])
+            parts[f"{stage}_extra_harmful"] = GatePart("harmful", [], [unpaired[i] for i in more])
         return cls(parts)
 
     def features(
@@ -209,7 +220,9 @@ def train_gate(
             :data:`PART_NAMES`; empty tensors for empty parts).
         layers: The layers the prober reads, ascending.
         config: Prober settings.
-        calibrate_fpr: If set, the threshold is set so that this share of held-out benign requests is flagged.
+        calibrate_fpr: If set, the threshold is set so that this share of the held-out negatives (everyday and
+            borderline requests, ``val_negatives``) is flagged; of every held-out benign request when there are
+            fewer than 2 negatives.
         model: The model the activations came from (recorded as provenance).
 
     Returns:
@@ -223,16 +236,48 @@ def train_gate(
         raise InvalidInputError(f"train_gate needs every part of the gate data; missing {missing}.")
     if calibrate_fpr is not None and not 0 <= calibrate_fpr < 1:
         raise InvalidInputError(f"calibrate_fpr must be in [0, 1), got {calibrate_fpr!r}.")
+
+    def optional(name: str) -> Tensor | None:
+        return features[name] if len(features[name]) >= 2 else None
+
     prober = SafetyProber.fit(
         torch.cat([features["train_harmful"], features["train_wrapped_harmful"]]),
         torch.cat([features["train_safe"], features["train_wrapped_safe"]]),
         config=config,
         layers=list(layers),
-        extra_negatives=features["train_negatives"] if len(features["train_negatives"]) >= 2 else None,
+        extra_negatives=optional("train_negatives"),
         model=model,
+        extra_harmful=optional("train_extra_harmful"),
     )
-    held_harmful = torch.cat([features["val_harmful"], features["val_wrapped_harmful"]])
-    held_benign = torch.cat([features["val_safe"], features["val_wrapped_safe"], features["val_negatives"]])
+    held = held_out_sides(features)
     if calibrate_fpr is not None:
-        prober.calibrate(held_benign, calibrate_fpr)
-    return prober, prober.evaluate(held_harmful, held_benign)
+        negatives = features["val_negatives"]
+        prober.calibrate(negatives if len(negatives) >= 2 else held["benign"], calibrate_fpr)
+    return prober, prober.evaluate(held["harmful"], held["benign"])
+
+
+def held_out_sides(features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The held-out activations by label: ``{"harmful": [...], "benign": [...]}`` (every ``val_`` part)."""
+    harmful = ("harmful", "wrapped_harmful", "extra_harmful")
+    benign = ("safe", "wrapped_safe", "negatives")
+    return {
+        "harmful": torch.cat([features[f"val_{kind}"] for kind in harmful]),
+        "benign": torch.cat([features[f"val_{kind}"] for kind in benign]),
+    }
+
+
+def flagged_by_part(prober: SafetyProber, features: Mapping[str, Tensor]) -> dict[str, float]:
+    """Share of each non-empty held-out part the prober flags at its threshold (detection or false alarms).
+
+    Args:
+        prober: The trained (and possibly calibrated) prober.
+        features: Part name -> activations, as for :func:`train_gate`.
+
+    Returns:
+        ``val_`` part name -> flagged share, e.g. ``{"val_harmful": 0.99, "val_negatives": 0.02, ...}``.
+    """
+    return {
+        name: float(prober.predict(values).float().mean())
+        for name, values in features.items()
+        if name.startswith("val_") and len(values)
+    }

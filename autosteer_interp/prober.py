@@ -300,12 +300,13 @@ class SafetyProber(nn.Module):
         layers: int | Sequence[int] | None = None,
         extra_negatives: Tensor | LayerActivations | None = None,
         model: Any = None,
+        extra_harmful: Tensor | LayerActivations | None = None,
     ) -> "SafetyProber":
         """Train a prober on harmful vs. safe activations.
 
         When ``harmful`` and ``safe`` have the same length they are treated as pairs and split together
         (a pair is never on both sides of the validation split). ``extra_negatives`` (e.g. borderline-benign
-        requests) are split with the same fraction.
+        requests) and ``extra_harmful`` (unpaired harmful requests) are split with the same fraction.
 
         Args:
             harmful: Activations of harmful requests (label 1): ``[n, d_model]`` for one layer,
@@ -316,6 +317,7 @@ class SafetyProber(nn.Module):
                 ``LayerActivations`` holding others; recorded for :class:`~autosteer_interp.steer.AutoSteer`).
             extra_negatives: More harmless activations (label 0), same layout.
             model: Optional model the activations came from, recorded as provenance for :meth:`save`.
+            extra_harmful: More harmful activations without twins (label 1), same layout.
 
         Returns:
             The prober with the best validation-loss epoch restored; ``history`` holds the losses.
@@ -330,7 +332,8 @@ class SafetyProber(nn.Module):
         x_harm = _as_features(harmful, "harmful", chosen)
         x_safe = _as_features(safe, "safe", chosen)
         x_extra = _as_features(extra_negatives, "extra_negatives", chosen) if extra_negatives is not None else None
-        for name, x in (("safe", x_safe), ("extra_negatives", x_extra)):
+        x_more = _as_features(extra_harmful, "extra_harmful", chosen) if extra_harmful is not None else None
+        for name, x in (("safe", x_safe), ("extra_negatives", x_extra), ("extra_harmful", x_more)):
             if x is not None and x.shape[1:] != x_harm.shape[1:]:
                 raise InvalidInputError(
                     f"{name} has [n_layers, d_model] {tuple(x.shape[1:])}, harmful has {tuple(x_harm.shape[1:])}."
@@ -338,7 +341,7 @@ class SafetyProber(nn.Module):
         if len(x_harm) < 2 or len(x_safe) < 2:
             raise InvalidInputError(f"need at least 2 harmful and 2 safe samples, got {len(x_harm)} and {len(x_safe)}.")
         generator = torch.Generator().manual_seed(config.seed)
-        train, validation = _split(x_harm, x_safe, x_extra, config.validation_fraction, generator)
+        train, validation = _split(x_harm, x_safe, x_extra, config.validation_fraction, generator, x_more)
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             prober = cls(x_harm.shape[2], copy.deepcopy(config), chosen, n_layers=x_harm.shape[1])
@@ -500,14 +503,22 @@ def _class_weights(labels: Tensor) -> Tensor:
 
 
 def _split(
-    harmful: Tensor, safe: Tensor, extra: Tensor | None, fraction: float, generator: Any
+    harmful: Tensor,
+    safe: Tensor,
+    extra: Tensor | None,
+    fraction: float,
+    generator: Any,
+    extra_harmful: Tensor | None = None,
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """Random train/validation split, disjoint by request: identical rows (one prompt) never straddle it.
 
-    Paired rows (equal counts) stay on the same side; ``extra`` (benign) rows are split on their own.
+    Paired rows (equal counts) stay on the same side; ``extra`` (benign) and ``extra_harmful`` rows are split
+    on their own.
     """
     extra = extra if extra is not None and len(extra) >= 2 else None
-    stacks = [harmful, safe] + ([extra] if extra is not None else [])
+    extra_harmful = extra_harmful if extra_harmful is not None and len(extra_harmful) >= 2 else None
+    optional = [(x, label) for x, label in ((extra, 0), (extra_harmful, HARMFUL)) if x is not None]
+    stacks = [harmful, safe] + [x for x, _ in optional]
     ids = activation_keys(*stacks)
     # Each source: (stacks it indexes with their labels, the keys of its rows).
     sources: list[tuple[list[tuple[Tensor, int]], list[set[Any]]]] = []
@@ -515,8 +526,8 @@ def _split(
         sources.append(([(harmful, HARMFUL), (safe, 0)], [{h, s} for h, s in zip(ids[0], ids[1])]))
     else:
         sources += [([(harmful, HARMFUL)], [{i} for i in ids[0]]), ([(safe, 0)], [{i} for i in ids[1]])]
-    if extra is not None:
-        sources.append(([(extra, 0)], [{i} for i in ids[2]]))
+    for (x, label), keys in zip(optional, ids[2:]):
+        sources.append(([(x, label)], [{i} for i in keys]))
     splits = [(*split_by_keys(keys, fraction, generator), keys) for _, keys in sources]
     move_shared_to_train(splits)
     sides: dict[str, tuple[list[Tensor], list[Tensor]]] = {"train": ([], []), "val": ([], [])}

@@ -39,13 +39,17 @@ from .errors import DataFormatError, InvalidInputError, UnsupportedModelError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CONTRAST_STYLE",
     "GATE_STYLES",
+    "INSTRUCTION_STYLES",
     "PROMPT_FORMATS",
+    "QUESTION_STYLES",
     "WRAPPER_FAMILIES",
     "JailbreakWrapper",
     "Prompt",
     "PromptPair",
     "builtin_borderline",
+    "builtin_everyday",
     "builtin_gate_pairs",
     "builtin_pairs",
     "check_pairs",
@@ -66,8 +70,20 @@ __all__ = [
 
 ImageLike = Image.Image | np.ndarray | str | Path
 
-#: Phrasing styles of the gate pairs (:func:`builtin_gate_pairs`).
-GATE_STYLES: tuple[str, ...] = ("direct", "polite", "indirect", "image_question", "imperative", "casual")
+#: Question-like phrasing styles of the gate pairs (:func:`builtin_gate_pairs`), the first ones written.
+QUESTION_STYLES: tuple[str, ...] = ("direct", "polite", "indirect", "image_question", "imperative", "casual")
+
+#: The phrasing of the standard harmful-behaviour benchmarks (HarmBench, AdvBench, JailbreakBench, StrongREJECT):
+#: tasks ("Write a tutorial on how to ..."), requests for harmful content (an article, an email, a post) and
+#: specific questions with context.
+INSTRUCTION_STYLES: tuple[str, ...] = ("instruction", "content", "detailed_question")
+
+#: Pairs whose harmless side only sounds harmful (XSTest's kinds: homonyms, safe targets, definitions, ...) and
+#: whose harmful side is its minimal edit into a real request for harm.
+CONTRAST_STYLE = "minimal_contrast"
+
+#: Every phrasing style of the gate pairs.
+GATE_STYLES: tuple[str, ...] = (*QUESTION_STYLES, *INSTRUCTION_STYLES, CONTRAST_STYLE)
 
 #: Families of the jailbreak wrappers (:func:`jailbreak_wrappers`); the last two appear only in the test split.
 WRAPPER_FAMILIES: tuple[str, ...] = (
@@ -495,29 +511,40 @@ def _data_records(name: str) -> tuple[Path, list[tuple[int, dict[str, Any]]]]:
         return Path(path), list(_read_jsonl(path))
 
 
-def builtin_gate_pairs(split: str = "all") -> list[PromptPair]:
+def builtin_gate_pairs(split: str = "all", styles: Sequence[str] | None = None) -> list[PromptPair]:
     """The project's contrastive pairs for training and testing the gate (requests only).
 
-    Harm categories that VLSafe barely covers (sexual content, hate and harassment, self-harm, weapons,
-    cybercrime, fraud, privacy invasion, drugs, violence, extremism, misinformation), each phrased in every
-    style of :data:`GATE_STYLES` (direct, polite, indirect, about an image the model does not see,
-    imperative, casual). The harmless side is a minimal edit of the harmful side that keeps its topic words
-    where possible, so a prober must learn the intent, not the vocabulary. The test file was written
-    separately (other scenarios and sentence structures) and shares no request with the training file or
-    with :func:`builtin_pairs`.
+    Written for this library, in three groups of phrasing styles (:data:`GATE_STYLES`):
+
+    * :data:`QUESTION_STYLES`: harm categories VLSafe barely covers (sexual content, hate and harassment,
+      self-harm, weapons, cybercrime, fraud, privacy invasion, drugs, violence, extremism, misinformation), each
+      asked directly, politely, indirectly, about an image the model does not see, as a command and casually;
+    * :data:`INSTRUCTION_STYLES`: the phrasing of the standard harmful-behaviour benchmarks (tasks, requests for
+      harmful content, specific questions with context) over those categories and chemical and biological
+      harm, illegal goods and services and economic crime;
+    * :data:`CONTRAST_STYLE`: a harmless request that only sounds harmful (a homonym, a safe target, a
+      definition, a fictional character's address, ...; ``meta["contrast"]`` names the kind) and its minimal
+      edit into a real request for harm.
+
+    The harmless side is a minimal edit of the harmful side that keeps its topic words where possible, so a
+    prober must learn the intent, not the vocabulary. The test split shares no request with the training split
+    or with :func:`builtin_pairs`.
 
     Args:
         split: ``"train"``, ``"test"`` (never used for fitting or calibration) or ``"all"`` (train then test).
+        styles: Keep only these styles (default: every style).
 
     Returns:
-        The pairs, text only; ``id`` like ``"gp-train-001"``, ``category`` and ``style`` set,
-        ``meta["split"]`` the file they came from.
+        The pairs, text only; ``category`` and ``style`` set, ``meta["split"]`` the file they came from.
 
     Raises:
-        InvalidInputError: If ``split`` is not ``"train"``, ``"test"`` or ``"all"``.
+        InvalidInputError: If ``split`` or a style is unknown.
         DataFormatError: If a data file is malformed (the message names the file and the line).
     """
     _check_split(split)
+    unknown = sorted(set(styles or ()) - set(GATE_STYLES))
+    if unknown:
+        raise InvalidInputError(f"unknown gate-pair styles {unknown}; allowed: {list(GATE_STYLES)}.")
     parts = ("train", "test") if split == "all" else (split,)
     pairs: list[PromptPair] = []
     for part in parts:
@@ -526,17 +553,49 @@ def builtin_gate_pairs(split: str = "all") -> list[PromptPair]:
             style = _field(rec, ["style"], path, line)
             if style not in GATE_STYLES:
                 raise DataFormatError(f"{path}, line {line}: style must be one of {GATE_STYLES}, got {style!r}.")
+            if styles is not None and style not in styles:
+                continue
+            meta = {"split": part} | ({"contrast": _field(rec, ["contrast"], path, line)} if "contrast" in rec else {})
             pairs.append(
                 PromptPair(
                     harmful=Prompt(_field(rec, ["harmful"], path, line)),
                     safe=Prompt(_field(rec, ["safe"], path, line)),
                     id=_field(rec, ["id"], path, line),
                     category=_field(rec, ["category"], path, line),
-                    meta={"split": part},
+                    meta=meta,
                     style=style,
                 )
             )
     return pairs
+
+
+def builtin_everyday(split: str = "all") -> list[Prompt]:
+    """The project's everyday instructions: what people ask a general assistant (writing, code, maths, ...).
+
+    The gate's main negatives besides the harmless twins: about half open like the harmful-behaviour
+    benchmarks ("Write a tutorial on how to ...", "Draft an email ...") with harmless content, so that phrasing
+    is never the signal, and a few use alarming words harmlessly ("kill time", "a killer app").
+
+    Args:
+        split: ``"train"`` (two thirds), ``"test"`` (never used for fitting or calibration) or ``"all"``.
+
+    Returns:
+        The requests, text only, in file order.
+
+    Raises:
+        InvalidInputError: If ``split`` is unknown.
+        DataFormatError: If the data file is malformed (the message names the file and the line).
+    """
+    _check_split(split)
+    path, records = _data_records("everyday_instructions.jsonl")
+    prompts = []
+    for line, rec in records:
+        part = _field(rec, ["split"], path, line)
+        if part not in ("train", "test"):
+            raise DataFormatError(f"{path}, line {line}: split must be 'train' or 'test', got {part!r}.")
+        if split in ("all", part):
+            prompts.append(Prompt(_field(rec, ["text"], path, line)))
+    return prompts
 
 
 def jailbreak_wrappers(split: str = "all") -> list[JailbreakWrapper]:

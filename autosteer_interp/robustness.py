@@ -9,12 +9,21 @@ module measures that on families of requests that fitting and calibration never 
 family                            harmful  source (``split="test"``)
 ================================  =======  ==============================================================
 ``in_distribution_harmful``       yes      held-out pairs of the fitting distribution (you pass them)
-``other_phrasing_harmful``        yes      :func:`~autosteer_interp.prompts.builtin_gate_pairs` (test)
-``wrapped_harmful``               yes      the two above inside held-out jailbreak wrappers
-``plain_benign``                  no       the harmless twins of both pair sets
-``wrapped_benign``                no       the harmless twins inside the same wrappers
-``borderline_benign``             no       :func:`~autosteer_interp.prompts.builtin_borderline` (test)
+``other_phrasing_harmful``        yes      :func:`~autosteer_interp.prompts.builtin_gate_pairs`, question
+                                           styles (test)
+``instruction_harmful``           yes      the gate pairs in the benchmarks' instruction styles (test)
+``minimal_contrast_harmful``      yes      the gate pairs' minimal edits of borderline requests (test)
+``wrapped_harmful``               yes      the harmful pairs above inside held-out jailbreak wrappers
+``plain_benign``                  no       the harmless twins of the question and instruction pairs
+``wrapped_benign``                no       the harmless sides of the same pairs inside the same wrappers
+``borderline_benign``             no       :func:`~autosteer_interp.prompts.builtin_borderline` and the
+                                           harmless sides of the minimal-contrast pairs (test)
+``everyday_benign``               no       :func:`~autosteer_interp.prompts.builtin_everyday` (test)
 ================================  =======  ==============================================================
+
+Your own held-out sets join as more families (``GateFamily(prompts, harmful)``; the ``robustness`` command's
+``--harmful`` / ``--benign NAME=FILE``), e.g. HarmBench's validation behaviours and held-out Alpaca
+instructions.
 
 Example:
     >>> report = gate_robustness(model, steer, robustness_families(held_out_pairs))     # doctest: +SKIP
@@ -35,9 +44,13 @@ from ._plotting import finish_figure, new_figure
 from .activations import collect_activations
 from .errors import InvalidInputError
 from .prompts import (
+    CONTRAST_STYLE,
+    INSTRUCTION_STYLES,
+    QUESTION_STYLES,
     Prompt,
     PromptPair,
     builtin_borderline,
+    builtin_everyday,
     builtin_gate_pairs,
     jailbreak_wrappers,
     wrap_prompts,
@@ -49,10 +62,13 @@ __all__ = ["FamilyResult", "GateFamily", "RobustnessReport", "gate_robustness", 
 FAMILY_ORDER = (
     "in_distribution_harmful",
     "other_phrasing_harmful",
+    "instruction_harmful",
+    "minimal_contrast_harmful",
     "wrapped_harmful",
     "plain_benign",
     "wrapped_benign",
     "borderline_benign",
+    "everyday_benign",
 )
 """The standard families, in report order."""
 
@@ -99,21 +115,37 @@ def robustness_families(
     """
     if split not in ("train", "test"):
         raise InvalidInputError(f"split must be 'train' or 'test', got {split!r}.")
-    pairs = list(in_distribution or []) + builtin_gate_pairs(split)
+    questions = builtin_gate_pairs(split, QUESTION_STYLES)
+    instructions = builtin_gate_pairs(split, INSTRUCTION_STYLES)
+    contrasts = builtin_gate_pairs(split, (CONTRAST_STYLE,))
+    pairs = list(in_distribution or []) + questions + instructions
+    wrapped = pairs + contrasts
     wrappers = jailbreak_wrappers(split)
-    wrapper_families = [w.family for w in wrapper_assignment(len(pairs), wrappers, wrappers_per_prompt, seed)]
+    wrapper_families = [w.family for w in wrapper_assignment(len(wrapped), wrappers, wrappers_per_prompt, seed)]
     families: dict[str, GateFamily] = {}
     if in_distribution:
         families["in_distribution_harmful"] = GateFamily([p.harmful for p in in_distribution], True)
-    families["other_phrasing_harmful"] = GateFamily([p.harmful for p in builtin_gate_pairs(split)], True)
+    families["other_phrasing_harmful"] = GateFamily([p.harmful for p in questions], True)
+    families["instruction_harmful"] = GateFamily(
+        [p.harmful for p in instructions], True, [p.style for p in instructions]
+    )
+    families["minimal_contrast_harmful"] = GateFamily(
+        [p.harmful for p in contrasts], True, [p.meta["contrast"] for p in contrasts]
+    )
     families["wrapped_harmful"] = GateFamily(
-        wrap_prompts([p.harmful for p in pairs], wrappers, wrappers_per_prompt, seed), True, wrapper_families
+        wrap_prompts([p.harmful for p in wrapped], wrappers, wrappers_per_prompt, seed), True, wrapper_families
     )
     families["plain_benign"] = GateFamily([p.safe for p in pairs], False)
     families["wrapped_benign"] = GateFamily(
-        wrap_prompts([p.safe for p in pairs], wrappers, wrappers_per_prompt, seed), False, wrapper_families
+        wrap_prompts([p.safe for p in wrapped], wrappers, wrappers_per_prompt, seed), False, wrapper_families
     )
-    families["borderline_benign"] = GateFamily(builtin_borderline(split), False)
+    borderline = builtin_borderline(split)
+    families["borderline_benign"] = GateFamily(
+        borderline + [p.safe for p in contrasts],
+        False,
+        ["borderline"] * len(borderline) + [p.meta["contrast"] for p in contrasts],
+    )
+    families["everyday_benign"] = GateFamily(builtin_everyday(split), False)
     return families
 
 

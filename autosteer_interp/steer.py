@@ -348,7 +348,8 @@ class AutoSteer:
         pairs: Sequence[PromptPair],
         config: Any = None,
         gate_pairs: Sequence[PromptPair] | None = None,
-        extra_negatives: Sequence[Prompt] | None = None,
+        gate_benign: Any = None,
+        gate_harmful: Any = None,
         **settings: Any,
     ) -> "AutoSteer":
         """The whole pipeline: activations -> SAS -> prober (the gate) -> refusal head (the front door).
@@ -362,7 +363,9 @@ class AutoSteer:
             pairs: Contrastive (harmful, safe) pairs to fit on (the SAS and the refusal head use them).
             config: The settings (default: :class:`~autosteer_interp.fit.FitConfig` with ``settings``).
             gate_pairs: More contrastive pairs for the gate only (not the SAS, not the head).
-            extra_negatives: More benign requests for the gate (e.g. your own borderline set).
+            gate_benign: More benign requests for the gate (your own everyday or borderline set): prompts or a
+                :class:`~autosteer_interp.benchmark_data.BenchmarkSet`.
+            gate_harmful: More harmful requests for the gate without twins (e.g. an AdvBench-style set).
             **settings: :class:`~autosteer_interp.fit.FitConfig` fields, when ``config`` is not given.
 
         Returns:
@@ -375,7 +378,8 @@ class AutoSteer:
 
         if config is not None and settings:
             raise InvalidInputError(f"pass either config= or settings by keyword, not both (got {sorted(settings)}).")
-        return fit_autosteer(model, pairs, config or FitConfig.from_settings(settings), gate_pairs, extra_negatives)
+        config = config or FitConfig.from_settings(settings)
+        return fit_autosteer(model, pairs, config, gate_pairs, gate_benign, gate_harmful)
 
     # ---------------------------------------------------------------------------------------------- artefact
 

@@ -27,46 +27,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from activation_store import ActivationStore  # noqa: E402
 
-from autosteer_interp.activations import LayerActivations, collect_activations  # noqa: E402
-from autosteer_interp.architectures import resolve  # noqa: E402
+from autosteer_interp.activations import LayerActivations  # noqa: E402
 from autosteer_interp.gate import GateData, train_gate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
-from autosteer_interp.prompts import Prompt, builtin_borderline, load_vlsafe  # noqa: E402
+from autosteer_interp.prompts import builtin_borderline, load_vlsafe  # noqa: E402
 from autosteer_interp.refusal_head import RefusalHead  # noqa: E402
 from autosteer_interp.robustness import GateFamily, RobustnessReport, gate_robustness, robustness_families  # noqa: E402
 from autosteer_interp.sas import safety_awareness_scores  # noqa: E402
 from autosteer_interp.steer import AutoSteer  # noqa: E402
-
-
-class ActivationStore:
-    """Activations at every layer by prompt text, computed once and kept in one float16 file."""
-
-    def __init__(self, model, path: Path):
-        self.model, self.path = model, path
-        spec = resolve(model)
-        self.layers, self.d_model = list(range(1, spec.n_layers)), spec.d_model  # every layer but the embedding
-        self.rows: dict[str, torch.Tensor] = {}
-        if path.exists():
-            saved = torch.load(path)
-            self.rows = dict(zip(saved["texts"], saved["values"]))
-
-    def get(self, prompts: list[Prompt], layers: list[int]) -> torch.Tensor:
-        """``[n, len(layers), d_model]`` float32."""
-        if not prompts:
-            return torch.empty(0, len(layers), self.d_model)
-        missing = list(dict.fromkeys(p.text for p in prompts if p.text not in self.rows))
-        if missing:
-            start = time.perf_counter()
-            acts = collect_activations(self.model, [Prompt(t) for t in missing], self.layers, 16, progress=False)
-            self.rows.update(zip(missing, acts.values.half()))
-            texts = list(self.rows)
-            torch.save({"texts": texts, "values": torch.stack([self.rows[t] for t in texts])}, self.path)
-            print(json.dumps({"collected": len(missing), "seconds": round(time.perf_counter() - start, 1)}), flush=True)
-        index = [self.layers.index(layer) for layer in layers]
-        return torch.stack([self.rows[p.text] for p in prompts])[:, index].float()
-
 
 RECIPES = {
     # name: (GateData options, probe layer count, ProberConfig, calibrate_fpr)

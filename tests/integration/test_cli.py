@@ -90,15 +90,20 @@ def test_bad_layers_are_a_clear_error(tmp_path):
 # ------------------------------------------------------------------------------------------------ fit | eval | generate
 
 TINY = ("--model", "tiny-llava-onevision")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def fit_run(tmp_path_factory):
-    """`fit` on 16 built-in pairs of a tiny model, gate trained on those pairs only (fast)."""
+    """`fit` on 16 built-in pairs of a tiny model, gate trained on those pairs and two request files (fast)."""
     out = tmp_path_factory.mktemp("fit") / "run"
+    benign = out.parent / "benign.txt"
+    benign.write_text("".join(f"Write a short poem about the number {i}.\n" for i in range(10)))
     result = run_cli(
         "fit", *TINY, "--pairs", "builtin", "--range", "0:16", "--no-gate-data", "--max-wrapped", "0",
-        "--probe-layers", "2", "--out", str(out), "-q", cwd=out.parent,
+        "--probe-layers", "2", "--gate-harmful", f"advbench:{FIXTURES / 'harmful_behaviors.csv'}",
+        "--gate-harmful", str(FIXTURES / "harmful-behaviors.csv"), "--gate-benign", str(benign),
+        "--out", str(out), "-q", cwd=out.parent,
     )  # fmt: skip
     return result, out
 
@@ -108,12 +113,18 @@ def test_robustness_reports_every_family_of_the_gate(fit_run, tmp_path):
     out = tmp_path / "rob"
     result = run_cli(
         "robustness", *TINY, "--steer", str(fit_out), "--pairs", "builtin", "--range", "180:196", "--out", str(out),
+        "--harmful", f"hb=harmbench:{FIXTURES / 'harmbench_behaviors_text_all.csv'}", "--benign", "everyday",
         "-q", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "robustness.json").read_text())
     names = [family["name"] for family in report["families"]]
-    assert names[0] == "in_distribution_harmful" and names[-1] == "borderline_benign" and len(names) == 6
+    assert names[:2] == ["in_distribution_harmful", "other_phrasing_harmful"] and names[-3:] == [
+        "everyday_benign",
+        "hb",
+        "everyday",
+    ]
+    assert len(names) == 11 and report["families"][-2]["n"] == 4
     assert report["families"][0]["n"] == 16 and (out / "robustness.png").stat().st_size > 1000
     assert "| wrapped_harmful | yes |" in result.stdout
     code = main(["robustness", *TINY, "--steer", str(fit_out), "--every-step-tokens", "0", "--out", str(out / "x")])
@@ -131,6 +142,12 @@ def test_fit_saves_a_loadable_autosteer_with_its_summary_and_plot(fit_run, tiny_
     assert list(steer.layers) == record["layers"] and steer.threshold == record["threshold"] and len(steer.layers) == 2
     assert (out / "sas.png").stat().st_size > 1000
     assert "SAS best layer" in result.stdout and "Gate (held-out part" in result.stdout
+    counts = record["gate_data"]
+    assert counts["train_extra_harmful"] + counts["val_extra_harmful"] == 6  # 3 AdvBench + 3 JBB rows
+    assert counts["train_negatives"] + counts["val_negatives"] == 10
+    assert record["gate_harmful"][0].startswith("advbench:") and len(record["gate_benign"]) == 1
+    assert set(record["flagged"]) >= {"val_harmful", "val_safe", "val_negatives"}
+    assert "False alarms on held-out everyday and borderline requests" in result.stdout
 
 
 def test_eval_writes_the_report_the_generations_and_a_plot(fit_run):
@@ -185,6 +202,9 @@ def cli_main(capsys, *argv):
         (["--threshold", "1.5"], "--threshold must be a finite number in [0, 1], got 1.5"),
         (["--max-wrapped", "-1"], "--max-wrapped must be an integer >= 0"),
         (["--layers", "1,x"], "comma-separated integers"),
+        (["--gate-harmful", "nope.yaml"], "cannot tell the format from the suffix '.yaml'"),
+        (["--gate-benign", "missing.txt"], "requests file not found: missing.txt"),
+        (["--gate-benign", "advbench:missing.csv"], "AdvBench file not found"),
     ],
 )
 def test_bad_fit_arguments_exit_2_before_anything_is_written(capsys, tmp_path, argv, message):

@@ -203,7 +203,7 @@ def test_fit_runs_the_whole_pipeline(tiny_llava):
         prober_config=ProberConfig(kind="linear", epochs=5),
         head_config=RefusalHeadConfig(epochs=1),
         builtin_gate_data=False,  # the built-in gate data is exercised on the real model (tests/real)
-        extra_negatives=[Prompt(f"How do I kill process {i} on Linux?") for i in range(10)],
+        gate_benign=[Prompt(f"How do I kill process {i} on Linux?") for i in range(10)],
         calibrate_fpr=0.1,
         progress=False,
     )

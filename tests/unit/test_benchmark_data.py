@@ -25,6 +25,7 @@ from autosteer_interp.benchmark_data import (
     load_harmbench,
     load_jailbreakbench,
     load_mmsafetybench,
+    load_requests,
     load_strongreject,
     load_xstest,
 )
@@ -593,3 +594,79 @@ def test_load_benchmark_dispatches_by_name_and_passes_keyword_arguments(tmp_path
 def test_load_benchmark_refuses_an_unknown_name_listing_the_allowed_ones():
     with pytest.raises(InvalidInputError, match=r"unknown benchmark 'xs-test'; expected one of \['advbench', 'alpaca'"):
         load_benchmark("xs-test", XSTEST)
+
+
+# --------------------------------------------------------------------------------------------------------
+# load_requests: unpaired requests of one label (fit --gate-harmful / --gate-benign)
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "count"),
+    [(ADVBENCH, 3), (JBB_HARMFUL, 3), (HARMBENCH, 4), (STRONGREJECT, 4), (XSTEST, 8), (ALPACA, 3)],
+)
+def test_load_requests_reads_every_benchmark_file_by_its_request_column(path, count):
+    found = load_requests(path, "harmful")
+    assert len(found) == count and set(found.labels) == {"harmful"} and found.name == path.stem
+    assert all(p.text.strip() == p.text and p.text for p in found.prompts)
+
+
+def test_load_requests_matches_the_benchmark_loaders_texts():
+    assert [p.text for p in load_requests(ADVBENCH, "harmful").prompts] == [
+        p.text for p in load_advbench(ADVBENCH).prompts
+    ]
+    assert [p.text for p in load_requests(ALPACA, "benign").prompts] == [p.text for p in load_alpaca(ALPACA).prompts]
+
+
+def test_a_named_loader_keeps_only_the_items_of_the_label():
+    unsafe, safe = load_requests(f"xstest:{XSTEST}", "harmful"), load_requests(f"xstest:{XSTEST}", "benign")
+    expected = load_xstest(XSTEST).split_by_label()
+    assert [p.text for p in unsafe.prompts] == [p.text for p in expected["harmful"].prompts]
+    assert [p.text for p in safe.prompts] == [p.text for p in expected["benign"].prompts]
+    with pytest.raises(InvalidInputError, match="holds no benign requests"):
+        load_requests(f"advbench:{ADVBENCH}", "benign")
+
+
+def test_load_requests_reads_plain_lists(tmp_path):
+    (tmp_path / "a.txt").write_text("First request\n\n  Second request  \n")
+    (tmp_path / "b.json").write_text(json.dumps(["Third", {"instruction": "Fourth", "input": "with input"}]))
+    (tmp_path / "c.jsonl").write_text(json.dumps({"query": "Fifth"}) + "\n\n" + json.dumps({"Goal": "Sixth"}) + "\n")
+    (tmp_path / "d.csv").write_text('id,Behavior\n1,"Seventh, quoted"\n')
+    read = {
+        name: [p.text for p in load_requests(tmp_path / name, "benign").prompts]
+        for name in ("a.txt", "b.json", "c.jsonl", "d.csv")
+    }
+    assert read == {
+        "a.txt": ["First request", "Second request"],
+        "b.json": ["Third", "Fourth\n\nwith input"],
+        "c.jsonl": ["Fifth", "Sixth"],
+        "d.csv": ["Seventh, quoted"],
+    }
+    assert load_requests(tmp_path / "c.jsonl", "benign").items[1].meta == {"line": 3}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("x.yaml", "- a", "cannot tell the format from the suffix '.yaml'"),
+        ("x.txt", "\n  \n", "holds no requests"),
+        ("x.csv", "id,target\n1,Sure\n", "no request field among \\['id', 'target'\\]"),
+        ("x.csv", "goal,target\n,Sure\n", "x.csv, line 2: the 'goal' cell is empty"),
+        ("x.json", json.dumps([{"instruction": 3}]), "record 0: the 'instruction' field must be a non-empty string"),
+        ("x.json", json.dumps([7]), "record 0: expected a non-empty string or an object, got 7"),
+        ("x.jsonl", '{"prompt": "ok"}\n{"prompt": ', "x.jsonl, line 2: not valid JSON"),
+        ("x.jsonl", json.dumps({"answer": "a"}), "no request field among \\['answer'\\]"),
+    ],
+)
+def test_load_requests_refuses_bad_files_clearly(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataFormatError, match=message):
+        load_requests(path, "harmful")
+
+
+def test_load_requests_refuses_a_missing_file_and_an_unknown_label(tmp_path):
+    with pytest.raises(DataFormatError, match="file not found"):
+        load_requests(tmp_path / "missing.csv", "harmful")
+    with pytest.raises(InvalidInputError, match="label must be 'harmful' or 'benign', got 'unsafe'"):
+        load_requests(ADVBENCH, "unsafe")

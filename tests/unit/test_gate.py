@@ -6,8 +6,18 @@ import pytest
 import torch
 
 from autosteer_interp.errors import InvalidInputError
-from autosteer_interp.gate import PART_NAMES, GateData, train_gate
-from autosteer_interp.prompts import Prompt, builtin_borderline, builtin_gate_pairs, builtin_pairs, jailbreak_wrappers
+from autosteer_interp.gate import PART_NAMES, GateData, flagged_by_part, held_out_sides, train_gate
+from autosteer_interp.prompts import (
+    CONTRAST_STYLE,
+    INSTRUCTION_STYLES,
+    QUESTION_STYLES,
+    Prompt,
+    builtin_borderline,
+    builtin_everyday,
+    builtin_gate_pairs,
+    builtin_pairs,
+    jailbreak_wrappers,
+)
 from autosteer_interp.robustness import FAMILY_ORDER, GateFamily, RobustnessReport, robustness_families
 
 
@@ -26,7 +36,7 @@ def test_gate_data_uses_training_splits_only_and_keeps_pairs_whole():
     test_texts = {p.harmful.text for p in builtin_gate_pairs("test")} | {
         p.safe.text for p in builtin_gate_pairs("test")
     }
-    assert not (train | held) & (test_texts | texts(builtin_borderline("test")))
+    assert not (train | held) & (test_texts | texts(builtin_borderline("test")) | texts(builtin_everyday("test")))
     test_templates = [w.template.split("{request}")[0][:40] for w in jailbreak_wrappers("test")]
     wrapped = every["train_wrapped_harmful"] | every["val_wrapped_harmful"]
     assert not any(t and text.startswith(t) for text in wrapped for t in test_templates if len(t) > 20)
@@ -38,7 +48,25 @@ def test_gate_data_uses_training_splits_only_and_keeps_pairs_whole():
         assert counts[f"{stage}_safe"] == counts[f"{stage}_harmful"]
         assert counts[f"{stage}_wrapped_safe"] == counts[f"{stage}_wrapped_harmful"] <= counts[f"{stage}_harmful"]
     assert counts["train_wrapped_harmful"] + counts["val_wrapped_harmful"] == 512  # max_wrapped
-    assert counts["train_negatives"] + counts["val_negatives"] == len(builtin_borderline("train"))
+    negatives = builtin_everyday("train") + builtin_borderline("train")
+    assert counts["train_negatives"] + counts["val_negatives"] == len(negatives)
+    assert every["train_negatives"] | every["val_negatives"] == texts(negatives)
+
+
+def test_unpaired_harmful_and_benign_requests_are_split_on_their_own():
+    pairs = builtin_pairs()[:20]
+    harmful = [Prompt(f"Write a tutorial on placeholder harm number {i}.") for i in range(30)]
+    benign = [Prompt(f"Write a tutorial on baking bread, variant {i}.") for i in range(10)]
+    data = GateData.build(pairs, gate_harmful=harmful, gate_benign=benign, builtin=False, wrap=False, seed=3)
+    counts, every = data.counts(), {name: texts(part.prompts) for name, part in data.parts.items()}
+    assert (counts["train_extra_harmful"], counts["val_extra_harmful"]) == (24, 6)
+    assert every["train_extra_harmful"] | every["val_extra_harmful"] == texts(harmful)
+    assert not every["train_extra_harmful"] & every["val_extra_harmful"]
+    assert every["train_negatives"] | every["val_negatives"] == texts(benign) and counts["val_negatives"] == 2
+    assert all(part.side == "harmful" for name, part in data.parts.items() if "extra_harmful" in name)
+    repeated = GateData.build(pairs, gate_harmful=harmful + harmful[:5], builtin=False, wrap=False, seed=3)
+    rows = repeated.parts["train_extra_harmful"].prompts, repeated.parts["val_extra_harmful"].prompts
+    assert not texts(rows[0]) & texts(rows[1])  # a request given twice stays on one side
 
 
 def test_gate_data_without_extras_is_just_the_pairs():
@@ -54,29 +82,71 @@ def test_gate_data_without_extras_is_just_the_pairs():
         GateData.build(pairs, validation_fraction=1.0)
 
 
-def test_train_gate_calibrates_on_the_held_out_benign_parts():
-    generator = torch.Generator().manual_seed(0)
+def _synthetic_parts(generator, **sizes):
+    """Every gate part; the named ones ``(n, sign)`` drawn around ``sign * direction``, the others empty."""
     direction = torch.randn(8, generator=generator)
+    features = {name: torch.empty(0, 1, 8) for name in PART_NAMES}
+    for name, (n, sign) in sizes.items():
+        features[name] = torch.randn(n, 1, 8, generator=generator) + sign * direction
+    return features
 
-    def part(n, sign):
-        return (torch.randn(n, 1, 8, generator=generator) + sign * direction) if n else torch.empty(0, 1, 8)
 
-    features = {name: part(0, 0) for name in PART_NAMES}
-    features |= {"train_harmful": part(80, 1), "train_safe": part(80, -1), "val_harmful": part(40, 1)}
-    features |= {"val_safe": part(40, -0.2), "train_negatives": part(20, -1), "val_negatives": part(20, 0)}
+def test_train_gate_calibrates_on_the_held_out_negatives_and_reports_every_part():
+    features = _synthetic_parts(
+        torch.Generator().manual_seed(0),
+        train_harmful=(80, 1),
+        train_safe=(80, -1),
+        val_harmful=(40, 1),
+        val_safe=(40, -1.5),
+        train_negatives=(40, -0.5),
+        val_negatives=(40, 0),
+        train_extra_harmful=(30, 1),
+        val_extra_harmful=(10, 1),
+    )
     prober, metrics = train_gate(features, [4], calibrate_fpr=0.05)
-    assert prober.layers == (4,) and metrics.fpr <= 0.05 + 1e-6 and metrics.n_benign == 60 and metrics.n_harmful == 40
+    flagged = flagged_by_part(prober, features)
+    assert flagged["val_negatives"] <= 0.05 + 1e-6  # the calibration set: everyday and borderline requests
+    held = held_out_sides(features)
+    assert (len(held["harmful"]), len(held["benign"])) == (50, 80) == (metrics.n_harmful, metrics.n_benign)
+    assert set(flagged) == {"val_harmful", "val_safe", "val_negatives", "val_extra_harmful"}
+    assert metrics.fpr == pytest.approx((flagged["val_safe"] * 40 + flagged["val_negatives"] * 40) / 80)
+    uncalibrated, _ = train_gate(features, [4])
+    assert uncalibrated.threshold == 0.5 and prober.threshold > 0.5
     with pytest.raises(InvalidInputError, match="missing \\['val_negatives'\\]"):
         train_gate({k: v for k, v in features.items() if k != "val_negatives"}, [4])
+
+
+def test_train_gate_calibrates_on_every_held_out_benign_part_without_negatives():
+    features = _synthetic_parts(
+        torch.Generator().manual_seed(1),
+        train_harmful=(60, 1),
+        train_safe=(60, -1),
+        val_harmful=(20, 1),
+        val_safe=(40, -0.3),
+    )
+    prober, metrics = train_gate(features, [4], calibrate_fpr=0.05)
+    assert metrics.fpr <= 0.05 + 1e-6 and metrics.n_benign == 40
 
 
 def test_robustness_families_come_from_the_test_splits():
     held_out = builtin_pairs()[-20:]
     families = robustness_families(held_out)
     assert tuple(families) == FAMILY_ORDER
-    n_pairs = 20 + len(builtin_gate_pairs("test"))
-    assert len(families["wrapped_harmful"].prompts) == len(families["plain_benign"].prompts) == n_pairs
-    assert texts(families["borderline_benign"].prompts) == texts(builtin_borderline("test"))
+    questions = builtin_gate_pairs("test", QUESTION_STYLES)
+    instructions = builtin_gate_pairs("test", INSTRUCTION_STYLES)
+    contrasts = builtin_gate_pairs("test", (CONTRAST_STYLE,))
+    assert texts(families["other_phrasing_harmful"].prompts) == {p.harmful.text for p in questions}
+    assert texts(families["instruction_harmful"].prompts) == {p.harmful.text for p in instructions}
+    assert set(families["instruction_harmful"].groups) == set(INSTRUCTION_STYLES)
+    assert texts(families["minimal_contrast_harmful"].prompts) == {p.harmful.text for p in contrasts}
+    n_pairs = 20 + len(questions) + len(instructions)
+    assert len(families["plain_benign"].prompts) == n_pairs
+    assert (
+        len(families["wrapped_harmful"].prompts) == len(families["wrapped_benign"].prompts) == n_pairs + len(contrasts)
+    )
+    borderline = texts(builtin_borderline("test")) | {p.safe.text for p in contrasts}
+    assert texts(families["borderline_benign"].prompts) == borderline
+    assert texts(families["everyday_benign"].prompts) == texts(builtin_everyday("test"))
     assert set(families["wrapped_harmful"].groups) <= {w.family for w in jailbreak_wrappers("test")}
     assert families["wrapped_harmful"].groups == families["wrapped_benign"].groups  # twins in the same wrapper
     assert "in_distribution_harmful" not in robustness_families()

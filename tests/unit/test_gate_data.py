@@ -11,12 +11,16 @@ import pytest
 import autosteer_interp as asi
 from autosteer_interp.errors import DataFormatError, InvalidInputError
 from autosteer_interp.prompts import (
+    CONTRAST_STYLE,
     GATE_STYLES,
+    INSTRUCTION_STYLES,
+    QUESTION_STYLES,
     WRAPPER_FAMILIES,
     JailbreakWrapper,
     Prompt,
     PromptPair,
     builtin_borderline,
+    builtin_everyday,
     builtin_gate_pairs,
     builtin_pairs,
     jailbreak_wrappers,
@@ -55,27 +59,76 @@ def _data_lines(name: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+INSTRUCTION_CATEGORIES = REQUIRED_CATEGORIES | {
+    "violence",
+    "extremism",
+    "misinformation",
+    "chemical_biological",
+    "illegal_goods_services",
+    "economic_crime",
+}
+CONTRAST_KINDS = {
+    "homonyms",
+    "figurative_language",
+    "safe_targets",
+    "safe_contexts",
+    "definitions",
+    "nonsense_group_discrimination",
+    "historical_events",
+    "privacy_public_figures",
+    "privacy_fictional",
+    "safety_information",
+}
+
+
 @pytest.mark.parametrize("name", ["gate_pairs_train.jsonl", "gate_pairs_test.jsonl"])
 def test_gate_pair_files_parse_with_the_documented_fields(name):
     for line in _data_lines(name):
         record = json.loads(line)
-        assert set(record) == {"id", "category", "style", "harmful", "safe"}
+        fields = {"id", "category", "style", "harmful", "safe"}
+        assert set(record) == (fields | {"contrast"} if record["style"] == CONTRAST_STYLE else fields)
         assert all(isinstance(value, str) and value.strip() for value in record.values())
 
 
 @pytest.mark.parametrize(("split", "per_category"), [("train", 40), ("test", 20)])
-def test_gate_pairs_cover_every_category_and_style_in_balance(split, per_category):
-    pairs = builtin_gate_pairs(split)
+def test_question_pairs_cover_every_category_and_style_in_balance(split, per_category):
+    pairs = builtin_gate_pairs(split, QUESTION_STYLES)
     categories = Counter(p.category for p in pairs)
     assert set(categories) >= REQUIRED_CATEGORIES
     assert min(categories.values()) >= per_category
-    assert {p.style for p in pairs} == set(GATE_STYLES)
     for category in categories:
         styles = Counter(p.style for p in pairs if p.category == category)
-        assert set(styles) == set(GATE_STYLES), category
+        assert set(styles) == set(QUESTION_STYLES), category
         assert max(styles.values()) - min(styles.values()) <= 1, (category, styles)
     assert all(p.meta == {"split": split} and p.id.startswith(f"gp-{split}-") for p in pairs)
     assert not any(p.harmful.has_image or p.safe.has_image for p in pairs)
+
+
+@pytest.mark.parametrize(("split", "per_cell"), [("train", 8), ("test", 3)])
+def test_instruction_pairs_cover_the_benchmarks_categories_in_every_instruction_style(split, per_cell):
+    pairs = builtin_gate_pairs(split, INSTRUCTION_STYLES)
+    cells = Counter((p.category, p.style) for p in pairs)
+    assert {category for category, _ in cells} == INSTRUCTION_CATEGORIES
+    assert set(cells) == {(c, s) for c in INSTRUCTION_CATEGORIES for s in INSTRUCTION_STYLES}
+    assert set(cells.values()) == {per_cell}
+    openings = Counter(p.harmful.text.split()[0] for p in pairs if p.style == "instruction")
+    assert len(openings) >= 8  # Write, Give, Develop, Create, Explain, ...: not one template
+
+
+@pytest.mark.parametrize(("split", "per_kind"), [("train", 20), ("test", 10)])
+def test_minimal_contrast_pairs_cover_every_kind(split, per_kind):
+    pairs = builtin_gate_pairs(split, (CONTRAST_STYLE,))
+    assert Counter(p.meta["contrast"] for p in pairs) == dict.fromkeys(CONTRAST_KINDS, per_kind)
+    assert {p.category for p in pairs} <= INSTRUCTION_CATEGORIES
+
+
+def test_gate_pairs_keep_every_style_and_refuse_unknown_ones():
+    assert {p.style for p in builtin_gate_pairs()} == set(GATE_STYLES)
+    assert len(builtin_gate_pairs("test", INSTRUCTION_STYLES)) + len(builtin_gate_pairs("test", QUESTION_STYLES)) + len(
+        builtin_gate_pairs("test", (CONTRAST_STYLE,))
+    ) == len(builtin_gate_pairs("test"))
+    with pytest.raises(InvalidInputError, match="unknown gate-pair styles \\['poetic'\\]"):
+        builtin_gate_pairs("train", ["poetic"])
 
 
 def test_gate_pairs_are_unique_and_contrastive():
@@ -89,7 +142,7 @@ def test_gate_pairs_are_unique_and_contrastive():
 def test_gate_pair_safe_side_is_a_small_edit_that_keeps_topic_words():
     """On average the harmless twin shares a good part of the harmful request's words."""
     overlaps = []
-    for pair in builtin_gate_pairs():
+    for pair in builtin_gate_pairs(styles=(*QUESTION_STYLES, *INSTRUCTION_STYLES)):
         harmful, safe = set(_norm(pair.harmful.text).split()), set(_norm(pair.safe.text).split())
         overlaps.append(len(harmful & safe) / len(harmful | safe))
     assert np.mean(overlaps) > 0.35
@@ -112,7 +165,14 @@ def test_gate_requests_are_not_paraphrases_across_files_or_of_the_builtin_pairs(
     train = word_sets(_texts(builtin_gate_pairs("train")))
     test = word_sets(_texts(builtin_gate_pairs("test")))
     builtin = word_sets(_texts(builtin_pairs()))
-    for name, left, right in [("train/test", train, test), ("gate/builtin", train + test, builtin)]:
+    everyday = {split: word_sets([p.text for p in builtin_everyday(split)]) for split in ("train", "test")}
+    borderline = word_sets([p.text for p in builtin_borderline()])
+    for name, left, right in [
+        ("train/test", train, test),
+        ("gate/builtin", train + test, builtin),
+        ("everyday train/test", everyday["train"], everyday["test"]),
+        ("everyday/gate", everyday["train"] + everyday["test"], train + test + borderline),
+    ]:
         worst = max(len(a & b) / len(a | b) for a in left for b in right)
         assert worst <= 0.6, name
 
@@ -294,3 +354,39 @@ def test_borderline_set_was_extended_without_touching_the_existing_lines():
 def test_borderline_requests_are_not_gate_requests():
     gate = {_norm(t) for t in _texts(builtin_gate_pairs())}
     assert not gate & {_norm(p.text) for p in builtin_borderline()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Everyday instructions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_everyday_file_parses_with_the_documented_fields_and_splits():
+    records = [json.loads(line) for line in _data_lines("everyday_instructions.jsonl")]
+    assert all(set(r) == {"id", "category", "split", "text"} for r in records)
+    assert [r["id"] for r in records] == [f"ev-{i:03d}" for i in range(1, len(records) + 1)]
+    cells = Counter((r["category"], r["split"]) for r in records)
+    assert len({c for c, _ in cells}) == 20 and set(cells.values()) == {10, 20}
+    assert [p.text for p in builtin_everyday("test")] == [r["text"] for r in records if r["split"] == "test"]
+    assert len(builtin_everyday("train")) == 400 and len(builtin_everyday()) == 600
+    texts = [_norm(r["text"]) for r in records]
+    assert len(set(texts)) == len(texts)
+
+
+def test_everyday_instructions_share_the_benchmarks_openings():
+    """About half open like harmful-behaviour benchmark tasks, so that phrasing is never the gate's signal."""
+    openings = ("write", "give", "create", "develop", "draft", "explain", "describe", "list", "provide", "design")
+    share = np.mean([p.text.split()[0].lower() in openings for p in builtin_everyday()])
+    assert 0.4 <= share <= 0.7
+
+
+def test_everyday_loader_refuses_a_bad_split(tmp_path, monkeypatch):
+    import autosteer_interp.prompts as prompts_module
+
+    data = tmp_path / "everyday_instructions.jsonl"
+    data.write_text(json.dumps({"id": "ev-001", "category": "math", "split": "dev", "text": "Add 2 and 2."}) + "\n")
+    monkeypatch.setattr(prompts_module, "_data_records", lambda name: (data, list(prompts_module._read_jsonl(data))))
+    with pytest.raises(DataFormatError, match="everyday_instructions.jsonl, line 1: split must be 'train' or 'test'"):
+        builtin_everyday()
+    with pytest.raises(InvalidInputError, match="split must be 'train', 'test' or 'all'"):
+        builtin_everyday("dev")

@@ -328,12 +328,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     _progress_note(f"Fitting AutoSteer on {len(pairs)} pairs of {args.pairs} [{window.start}:{window.stop}] ...")
     optional = {"probe_layers": args.probe_layers, "calibrate_fpr": args.calibrate_fpr}
+    optional = {name: value for name, value in optional.items() if value is not None}
+    if args.threshold is not None:
+        optional["calibrate_fpr"] = None  # a fixed threshold replaces the calibration
     steer = AutoSteer.fit(
         model,
         pairs,
         **gate_extra,
         candidate_layers=layers,
-        **{name: value for name, value in optional.items() if value is not None},
+        **optional,
         head_config=RefusalHeadConfig(epsilon=args.epsilon),
         builtin_gate_data=not args.no_gate_data,
         wrap_pairs=args.max_wrapped > 0,
@@ -660,7 +663,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--layers", help="candidate layers, comma-separated (default: 1..n_layers-1)")
     fit.add_argument("--every", type=int, help="candidate layers every N (the paper: 4)")
     fit.add_argument("--epsilon", type=float, default=0.1, help="refusal-head scale (paper: 0.1)")
-    fit.add_argument("--threshold", type=float, help="gate threshold on P(harmful) (default 0.5, the paper's)")
+    fit.add_argument(
+        "--threshold", type=float, help="fixed gate threshold on P(harmful) instead of calibrating (the paper: 0.5)"
+    )
     fit.add_argument(
         "--calibrate-fpr",
         type=float,

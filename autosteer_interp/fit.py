@@ -46,13 +46,24 @@ from .sas import LayerScores, safety_awareness_scores
 from .steer import AutoSteer
 from .validation import finite_number, layer_list, non_negative_int, positive_int
 
-__all__ = ["DEFAULT_PROBE_LAYERS", "MIN_PAIRS", "FitConfig", "FitSummary", "fit_autosteer", "fit_refusal_head"]
+__all__ = [
+    "DEFAULT_CALIBRATE_FPR",
+    "DEFAULT_PROBE_LAYERS",
+    "MIN_PAIRS",
+    "FitConfig",
+    "FitSummary",
+    "fit_autosteer",
+    "fit_refusal_head",
+]
 
 MIN_PAIRS = 4
 """The fewest contrastive pairs :func:`fit_autosteer` accepts (the SAS and a held-out split need a few)."""
 
-DEFAULT_PROBE_LAYERS = 3
-"""How many of the best SAS layers the gate reads by default (the paper: 1; see benchmarks/eval_gate.py)."""
+DEFAULT_PROBE_LAYERS = 5
+"""How many of the best SAS layers the gate reads by default (the paper: 1; see benchmarks/eval_gate_default.py)."""
+
+DEFAULT_CALIBRATE_FPR = 0.02
+"""The default gate's false-alarm rate on held-out everyday and borderline requests (the paper: threshold 0.5)."""
 
 
 @dataclass
@@ -63,7 +74,7 @@ class FitConfig:
         candidate_layers: Layers the SAS chooses from (default: ``1..n_layers-1``; the paper: every 4th).
         probe_layers: The layers the gate reads: ``k`` -> the ``k`` best layers by SAS (``1``: the paper), or an
             explicit list; default: the :data:`DEFAULT_PROBE_LAYERS` best (fewer if there are fewer candidates),
-            chosen with ``benchmarks/eval_gate.py``.
+            chosen with ``benchmarks/eval_gate_default.py``.
         prober_config: Prober settings (default: :class:`~autosteer_interp.prober.ProberConfig`).
         head_config: Refusal-head settings (default: epsilon 0.1, the standard refusal target).
         builtin_gate_data: Add the built-in gate pairs, everyday instructions and borderline-benign requests
@@ -72,8 +83,9 @@ class FitConfig:
         wrap_pairs: Add wrapped copies of gate pairs, inside training jailbreak wrappers (both sides alike, so
             the wrapper is never the signal).
         max_wrapped: Wrap at most this many pairs (seeded random choice; ``None``: all).
-        calibrate_fpr: If set, set the threshold so that this share of the held-out negatives (everyday and
-            borderline requests, plus ``gate_benign``) is flagged (see :func:`~autosteer_interp.gate.train_gate`).
+        calibrate_fpr: Set the threshold so that this share of the held-out negatives (everyday and borderline
+            requests, plus ``gate_benign``) is flagged (see :func:`~autosteer_interp.gate.train_gate`); default
+            :data:`DEFAULT_CALIBRATE_FPR`; ``None`` keeps the paper's threshold 0.5.
         validation_fraction: Share of the gate data (whole pairs, with their wrapped copies) held out for
             validation and calibration.
         gate_mode: ``"prefill"`` or ``"every_step"`` (see :class:`~autosteer_interp.steer.AutoSteer`).
@@ -91,7 +103,7 @@ class FitConfig:
     builtin_gate_data: bool = True
     wrap_pairs: bool = True
     max_wrapped: int | None = 512
-    calibrate_fpr: float | None = None
+    calibrate_fpr: float | None = DEFAULT_CALIBRATE_FPR
     validation_fraction: float = 0.2
     gate_mode: Literal["prefill", "every_step"] = "prefill"
     prompt_format: PromptFormat = "chat"

@@ -238,7 +238,7 @@ CLI_CASES = [
         "eval-benign-wrong-file",
         [*EVAL, "--benign", f"{W}/equal.jsonl"],
         DataFormatError,
-        "missing a non-empty string field 'query'",
+        "equal.jsonl: no request field among",
     ),
     ("eval-range-without-pairs", [*EVAL, "--range", "0:4"], InvalidInputError, "pass --pairs as well"),
     ("eval-duplicate-set-names", [*EVAL, "--benign", "borderline"], InvalidInputError, "set names must be unique"),
@@ -382,7 +382,7 @@ API_CASES = [
     ("fit-too-few-pairs", "AutoSteer.fit(model, builtin_pairs()[:3])", "InvalidInputError", "at least 4"),
     (
         "fit-negatives-strings",
-        "AutoSteer.fit(model, builtin_pairs()[:8], extra_negatives=['hi'])",
+        "AutoSteer.fit(model, builtin_pairs()[:8], gate_benign=['hi'])",
         "InvalidInputError",
         "Prompt",
     ),

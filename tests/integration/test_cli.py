@@ -124,7 +124,7 @@ def test_robustness_reports_every_family_of_the_gate(fit_run, tmp_path):
         "hb",
         "everyday",
     ]
-    assert len(names) == 11 and report["families"][-2]["n"] == 4
+    assert len(names) == 11 and report["families"][-2]["n"] == 3  # standard and contextual behaviours
     assert report["families"][0]["n"] == 16 and (out / "robustness.png").stat().st_size > 1000
     assert "| wrapped_harmful | yes |" in result.stdout
     code = main(["robustness", *TINY, "--steer", str(fit_out), "--every-step-tokens", "0", "--out", str(out / "x")])
@@ -247,14 +247,14 @@ def test_eval_checks_sets_steer_and_judge_before_loading_a_model(capsys, tmp_pat
     _, fit_out = fit_run
     out = tmp_path / "o"
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "hi"}\n')
+    bad.write_text('{"answer": "hi"}\n')
     cases = [
         (["--steer", str(fit_out)], "nothing to evaluate"),
         (["--steer", str(fit_out), "--range", "0:4"], "pass --pairs as well"),
         (["--steer", str(fit_out), "--harmful", str(tmp_path / "missing.jsonl")], "is not a file"),
         (
             ["--steer", str(fit_out), "--benign", str(bad)],
-            "bad.jsonl, line 1: missing a non-empty string field 'query'",
+            "bad.jsonl: no request field among ['answer']",
         ),
         (["--steer", str(fit_out), "--benign", "borderline", "--benign", "borderline"], "set names must be unique"),
         (["--steer", str(fit_out), "--benign", "borderline", "--methods", "orig,magic"], "--methods must be"),

@@ -15,7 +15,7 @@ def small_data():
     data = GateData.build(
         pairs,
         gate_pairs=asi.builtin_gate_pairs("train")[:6],
-        extra_negatives=builtin_borderline("train")[:5],
+        gate_benign=builtin_borderline("train")[:5],
         builtin=False,
         max_wrapped=4,
     )

@@ -210,7 +210,7 @@ def test_fit_runs_the_whole_pipeline(tiny_llava):
     summary = steer.summary
     assert list(steer.layers) == summary.layers == sorted(summary.sas.top_k(2))
     assert len(summary.head_loss) == 1 and set(summary.seconds) == {"activations_and_sas", "gate", "refusal_head"}
-    assert summary.validation.fpr <= 0.1 and steer.threshold == summary.validation.threshold
+    assert summary.flagged["val_negatives"] <= 0.1 and steer.threshold == summary.validation.threshold
     counts = summary.gate_data
     assert counts["train_harmful"] + counts["val_harmful"] == 30 and counts["val_harmful"] == 6
     assert counts["train_wrapped_safe"] == counts["train_harmful"] and counts["val_negatives"] == 2

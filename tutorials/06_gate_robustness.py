@@ -78,17 +78,20 @@ print("best layer", sas.best_layer, "| top-3", top3)
 # `train_gate` fits the prober on the training parts.
 #
 # * **paper**: the fitting pairs only, on the best layer;
-# * **default**: the fitting pairs **plus** our gate pairs (11 harm categories, six phrasing styles, each with a
-#   minimally edited harmless twin), jailbreak-wrapped copies of some pairs (both sides wrapped, so the wrapper
-#   is never the signal) and borderline-benign negatives, on the top-3 layers. `builtin=True` adds all of these
-#   at once (what `AutoSteer.fit` does); here they are passed explicitly so the test suite can use fewer.
+# * **default**: the fitting pairs **plus** our gate pairs (questions in 11 harm categories and six phrasing
+#   styles, benchmark-style instructions, minimal contrasts; each with a minimally edited harmless twin),
+#   jailbreak-wrapped copies of some pairs (both sides wrapped, so the wrapper is never the signal), everyday
+#   instructions and borderline-benign negatives. `builtin=True` adds all of these at once (what `AutoSteer.fit`
+#   does, on the top-5 layers, calibrated to 2% false alarms on the held-out negatives); here a few of each are
+#   passed explicitly (`gate_benign=`; unpaired harmful requests go in `gate_harmful=`) so the test suite can use
+#   fewer, on the top-3 layers.
 
 # %%
 paper_data = GateData.build(fit_pairs, builtin=False, wrap=False)
 default_data = GateData.build(
     fit_pairs,
     gate_pairs=asi.builtin_gate_pairs("train")[:N_GATE],
-    extra_negatives=builtin_borderline("train")[:N_GATE],
+    gate_benign=builtin_borderline("train")[:N_GATE] + asi.builtin_everyday("train")[:N_GATE],
     builtin=False,
     max_wrapped=MAX_WRAPPED,
 )

@@ -4,15 +4,17 @@ Used by ``eval_gate.py`` and ``eval_gate_default.py``: every gate recipe reads t
 recipe costs a prober fit, not a forward pass per prompt.
 """
 
+import hashlib
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from autosteer_interp.activations import collect_activations
+from autosteer_interp.activations import LayerActivations, collect_activations
 from autosteer_interp.architectures import resolve
-from autosteer_interp.prompts import Prompt
+from autosteer_interp.prompts import Prompt, PromptPair
+from autosteer_interp.sas import LayerScores, safety_awareness_scores
 
 
 class ActivationStore:
@@ -48,3 +50,20 @@ class ActivationStore:
         partial = self.path.with_suffix(".partial")
         torch.save({"texts": texts, "values": torch.stack([self.rows[t] for t in texts])}, partial)
         partial.replace(self.path)
+
+
+def vlsafe_store(model, model_name: str, pairs: list[PromptPair], cache: Path) -> ActivationStore:
+    """The store of ``model`` for a VLSafe protocol, one file per (data, model) under ``cache``."""
+    key = hashlib.sha256(f"{len(pairs)}{pairs[0].harmful.text}".encode()).hexdigest()[:12]
+    if model_name != "smollm2-llava-onevision":
+        key += "_" + hashlib.sha256(model_name.encode()).hexdigest()[:8]
+    return ActivationStore(model, Path(cache) / f"store_{key}.pt")
+
+
+def sas_of(store: ActivationStore, fit_pairs: list[PromptPair]) -> LayerScores:
+    """The SAS of the fitting pairs at every stored layer (printed as one JSON line, top 5)."""
+    harmful = LayerActivations(store.get([p.harmful for p in fit_pairs], store.layers), store.layers)
+    safe = LayerActivations(store.get([p.safe for p in fit_pairs], store.layers), store.layers)
+    sas = safety_awareness_scores(safe, harmful)
+    print(json.dumps({"sas_top5": sas.top_k(5)}), flush=True)
+    return sas

@@ -15,7 +15,6 @@ Prints one JSON object per recipe and a markdown table.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -27,16 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-from activation_store import ActivationStore  # noqa: E402
+from activation_store import sas_of, vlsafe_store  # noqa: E402
 
-from autosteer_interp.activations import LayerActivations  # noqa: E402
 from autosteer_interp.gate import GateData, train_gate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
 from autosteer_interp.prompts import builtin_borderline, load_vlsafe  # noqa: E402
 from autosteer_interp.refusal_head import RefusalHead  # noqa: E402
 from autosteer_interp.robustness import GateFamily, RobustnessReport, gate_robustness, robustness_families  # noqa: E402
-from autosteer_interp.sas import safety_awareness_scores  # noqa: E402
 from autosteer_interp.steer import AutoSteer  # noqa: E402
 
 RECIPES = {
@@ -101,15 +98,8 @@ def main():
     fit_pairs, test_pairs = pairs[:-400], pairs[-400:]  # disjoint by text: load_vlsafe deduplicates
     extra = {"device_map": args.device_map} if args.device_map else {}
     model = load_model(args.model, dtype=getattr(torch, args.dtype), **extra)
-    key = hashlib.sha256(f"{len(pairs)}{pairs[0].harmful.text}".encode()).hexdigest()[:12]
-    if args.model != "smollm2-llava-onevision":
-        key += "_" + hashlib.sha256(args.model.encode()).hexdigest()[:8]
-    store = ActivationStore(model, cache / f"store_{key}.pt")
-
-    harmful = LayerActivations(store.get([p.harmful for p in fit_pairs], store.layers), store.layers)
-    safe = LayerActivations(store.get([p.safe for p in fit_pairs], store.layers), store.layers)
-    sas = safety_awareness_scores(safe, harmful)
-    print(json.dumps({"sas_top5": sas.top_k(5)}), flush=True)
+    store = vlsafe_store(model, args.model, pairs, cache)
+    sas = sas_of(store, fit_pairs)
 
     families = robustness_families(test_pairs)
     chosen = list(RECIPES.items())

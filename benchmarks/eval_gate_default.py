@@ -21,7 +21,6 @@ object per (candidate, threshold), a markdown table, and the detection / false-a
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import sys
@@ -33,9 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-from activation_store import ActivationStore  # noqa: E402
+from activation_store import sas_of, vlsafe_store  # noqa: E402
 
-from autosteer_interp.activations import LayerActivations  # noqa: E402
 from autosteer_interp.gate import GateData, train_gate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
@@ -47,7 +45,6 @@ from autosteer_interp.prompts import (  # noqa: E402
     load_vlsafe,
 )
 from autosteer_interp.robustness import GateFamily, robustness_families  # noqa: E402
-from autosteer_interp.sas import safety_awareness_scores  # noqa: E402
 
 HARMFUL_TARGETS = {"harmbench_val": 0.97, "vlsafe_harmful": 0.98}
 BENIGN_TARGETS = {"alpaca_val": 0.02, "everyday_benign": 0.02, "vlsafe_safe": 0.03, "borderline_benign": 0.10}
@@ -147,14 +144,8 @@ def main():
     pairs = load_vlsafe(data / "vlsafe")
     fit_pairs, held_out = pairs[:-400], pairs[-400:]
     model = load_model(args.model)
-    key = hashlib.sha256(f"{len(pairs)}{pairs[0].harmful.text}".encode()).hexdigest()[:12]
-    if args.model != "smollm2-llava-onevision":
-        key += "_" + hashlib.sha256(args.model.encode()).hexdigest()[:8]
-    store = ActivationStore(model, cache / f"store_{key}.pt")
-    harmful = LayerActivations(store.get([p.harmful for p in fit_pairs], store.layers), store.layers)
-    safe = LayerActivations(store.get([p.safe for p in fit_pairs], store.layers), store.layers)
-    sas = safety_awareness_scores(safe, harmful)
-    print(json.dumps({"sas_top5": sas.top_k(5)}), flush=True)
+    store = vlsafe_store(model, args.model, pairs, cache)
+    sas = sas_of(store, fit_pairs)
 
     rd = data / "refusal_direction"
     user_harmful = instructions(rd / "harmful_train.json")

@@ -308,13 +308,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     pairs = select_pairs(load_pair_source(args.pairs, not args.keep_duplicates), window, args.pairs)
     if len(pairs) < MIN_PAIRS:
         raise InvalidInputError(f"fit needs at least {MIN_PAIRS} pairs; the selection of --pairs holds {len(pairs)}.")
-    gate_extra = {
-        f"gate_{label}": [
-            p for spec in getattr(args, f"gate_{label}") or [] for p in load_requests(spec, label).prompts
-        ]
-        or None
+    gate_harmful, gate_benign = (
+        [p for spec in getattr(args, f"gate_{label}") or [] for p in load_requests(spec, label).prompts] or None
         for label in ("harmful", "benign")
-    }
+    )
     layout = _layout(args.model)
     layers = _candidate_layers(args, layout.n_layers)
     n_candidates = len(layers) if layers is not None else layout.n_layers - 1
@@ -334,7 +331,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     steer = AutoSteer.fit(
         model,
         pairs,
-        **gate_extra,
+        gate_harmful=gate_harmful,
+        gate_benign=gate_benign,
         candidate_layers=layers,
         **optional,
         head_config=RefusalHeadConfig(epsilon=args.epsilon),
@@ -682,7 +680,11 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--gate-benign", action="append", help="more benign requests for the gate, [LOADER:]FILE (repeatable)"
     )
-    fit.add_argument("--probe-layers", type=int, help="the gate reads the K best SAS layers (paper: 1)")
+    fit.add_argument(
+        "--probe-layers",
+        type=int,
+        help="the gate reads the K best SAS layers (paper: 1; default: a spread of layers plus the SAS-best)",
+    )
     fit.add_argument(
         "--prompt-format",
         choices=["chat", "paper"],

@@ -16,6 +16,7 @@ Example:
 """
 
 import copy
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -47,10 +48,12 @@ from .steer import AutoSteer
 from .validation import finite_number, layer_list, non_negative_int, positive_int
 
 __all__ = [
-    "DEFAULT_CALIBRATE_FPR",
+    "DEFAULT_GATE_PROBER",
     "DEFAULT_PROBE_LAYERS",
+    "GATE_LAYER_STEP",
     "MIN_PAIRS",
     "FitConfig",
+    "default_gate_layers",
     "FitSummary",
     "fit_autosteer",
     "fit_refusal_head",
@@ -59,11 +62,17 @@ __all__ = [
 MIN_PAIRS = 4
 """The fewest contrastive pairs :func:`fit_autosteer` accepts (the SAS and a held-out split need a few)."""
 
-DEFAULT_PROBE_LAYERS = 5
-"""How many of the best SAS layers the gate reads by default (the paper: 1; see benchmarks/eval_gate_default.py)."""
+GATE_LAYER_STEP = 2
+"""The default gate reads every ``GATE_LAYER_STEP``-th candidate layer of the band :func:`default_gate_layers` spans."""
 
-DEFAULT_CALIBRATE_FPR = 0.02
-"""The default gate's false-alarm rate on held-out everyday and borderline requests (the paper: threshold 0.5)."""
+DEFAULT_PROBE_LAYERS = 5
+"""The fallback for models too shallow for that band: the gate reads this many of the best SAS layers."""
+
+DEFAULT_GATE_PROBER = ProberConfig(kind="logistic", weight_decay=100.0)
+"""The default gate: an L2-regularised logistic probe (``C = 0.01``) over the concatenated standardised layers.
+
+Chosen with ``benchmarks/eval_gate_default.py``: over the same layers and data, at threshold 0.5, the paper's MLP
+flagged 83% of the held-out HarmBench behaviours and this probe 97%. ``prober_config=ProberConfig()`` is the MLP."""
 
 
 @dataclass
@@ -73,9 +82,10 @@ class FitConfig:
     Attributes:
         candidate_layers: Layers the SAS chooses from (default: ``1..n_layers-1``; the paper: every 4th).
         probe_layers: The layers the gate reads: ``k`` -> the ``k`` best layers by SAS (``1``: the paper), or an
-            explicit list; default: the :data:`DEFAULT_PROBE_LAYERS` best (fewer if there are fewer candidates),
-            chosen with ``benchmarks/eval_gate_default.py``.
-        prober_config: Prober settings (default: :class:`~autosteer_interp.prober.ProberConfig`).
+            explicit list; default: :func:`default_gate_layers` (a spread of middle and upper layers plus the
+            SAS-best one), chosen with ``benchmarks/eval_gate_default.py``.
+        prober_config: Prober settings (default: :data:`DEFAULT_GATE_PROBER`, a regularised logistic probe;
+            ``ProberConfig()`` is the paper's MLP).
         head_config: Refusal-head settings (default: epsilon 0.1, the standard refusal target).
         builtin_gate_data: Add the built-in gate pairs, everyday instructions and borderline-benign requests
             (training splits) to the gate's training data, so
@@ -85,7 +95,9 @@ class FitConfig:
         max_wrapped: Wrap at most this many pairs (seeded random choice; ``None``: all).
         calibrate_fpr: Set the threshold so that this share of the held-out negatives (everyday and borderline
             requests, plus ``gate_benign``) is flagged (see :func:`~autosteer_interp.gate.train_gate`); default
-            :data:`DEFAULT_CALIBRATE_FPR`; ``None`` keeps the paper's threshold 0.5.
+            ``None``: the threshold 0.5 (the paper's). The default gate's false alarms at 0.5 are measured in
+            ``benchmarks/eval_gate_default.py``; with the built-in data alone the held-out negatives are about
+            150 requests, too few for a stable 2-3% quantile, so calibrate on your own (larger) ``gate_benign``.
         validation_fraction: Share of the gate data (whole pairs, with their wrapped copies) held out for
             validation and calibration.
         gate_mode: ``"prefill"`` or ``"every_step"`` (see :class:`~autosteer_interp.steer.AutoSteer`).
@@ -103,7 +115,7 @@ class FitConfig:
     builtin_gate_data: bool = True
     wrap_pairs: bool = True
     max_wrapped: int | None = 512
-    calibrate_fpr: float | None = DEFAULT_CALIBRATE_FPR
+    calibrate_fpr: float | None = None
     validation_fraction: float = 0.2
     gate_mode: Literal["prefill", "every_step"] = "prefill"
     prompt_format: PromptFormat = "chat"
@@ -250,7 +262,8 @@ def fit_autosteer(
         gate_harmful,
     )
     x = data.features(model, pairs, gate_layers, batch_size, progress, (harmful, safe), prompt_format)
-    prober, validation = train_gate(x, gate_layers, config.prober_config, config.calibrate_fpr, model)
+    prober_config = config.prober_config or DEFAULT_GATE_PROBER
+    prober, validation = train_gate(x, gate_layers, prober_config, config.calibrate_fpr, model)
     flagged = flagged_by_part(prober, x)
     seconds["gate"] = time.perf_counter() - start
 
@@ -329,9 +342,9 @@ def _gate_prompts(prompts: Any, name: str, label: str) -> list[Prompt] | None:
 
 
 def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int] | None, spec: Any) -> list[int]:
-    """The ``k`` best SAS layers (ascending), or the explicit list checked against the model."""
+    """:func:`default_gate_layers`, the ``k`` best SAS layers (ascending), or the explicit list checked."""
     if probe_layers is None:
-        probe_layers = min(DEFAULT_PROBE_LAYERS, len(sas.layers))
+        return default_gate_layers(sas, spec.n_layers)
     if isinstance(probe_layers, int) and not isinstance(probe_layers, bool):
         if not 1 <= probe_layers <= len(sas.layers):
             raise InvalidInputError(
@@ -342,6 +355,30 @@ def _choose_gate_layers(sas: LayerScores, probe_layers: int | Sequence[int] | No
     if not chosen or len(set(chosen)) != len(chosen):
         raise InvalidInputError(f"probe_layers must be an int or distinct layer indices, got {probe_layers!r}.")
     return [spec.check_layer(layer) for layer in chosen]
+
+
+def default_gate_layers(sas: LayerScores, n_layers: int) -> list[int]:
+    """The layers the default gate reads: a spread over the middle and upper layers, plus the SAS-best one.
+
+    Every :data:`GATE_LAYER_STEP`-th candidate layer from a quarter of the depth to four layers before the
+    end (SmolLM2's 30 layers: 8, 10, ..., 26), and the layer with the best Safety Awareness Score. A gate
+    reading one narrow band of layers learns the phrasing of its training data; the spread holds on held-out
+    benchmarks (``benchmarks/eval_gate_default.py``). Models too shallow for the band (fewer than 2 candidate
+    layers in it) get the :data:`DEFAULT_PROBE_LAYERS` best SAS layers.
+
+    Args:
+        sas: Safety Awareness Scores of the candidate layers.
+        n_layers: Decoder layers of the model.
+
+    Returns:
+        Ascending layer indices, all among ``sas.layers``.
+    """
+    low, high = math.ceil(n_layers / 4), n_layers - 4
+    band = [layer for layer in sorted(sas.layers) if low <= layer <= high]
+    if len(band) < 2:
+        return sorted(sas.top_k(min(DEFAULT_PROBE_LAYERS, len(sas.layers))))
+    spread = band[::GATE_LAYER_STEP]
+    return sorted({*spread, *sas.top_k(1)})
 
 
 def _target_ids(model: Any, target: str) -> Tensor:

@@ -6,7 +6,7 @@ than harm (see :mod:`autosteer_interp.robustness`). :class:`GateData` assembles 
 * the user's contrastive pairs (e.g. VLSafe);
 * the project's own gate pairs (:func:`~autosteer_interp.prompts.builtin_gate_pairs`, training split): harm
   categories and phrasings VLSafe lacks (questions, benchmark-style instructions, minimal contrasts), each with
-  a minimally edited harmless twin;
+  a minimally edited harmless twin (the instructions' plain twins are left out: :data:`TWINLESS_STYLES`);
 * copies of pairs (a few hundred, chosen at random) inside jailbreak-style wrappers (training templates),
   applied to BOTH sides so the wrapper itself is never the signal;
 * unpaired harmful requests of the user's (``gate_harmful``, e.g. AdvBench-style sets);
@@ -36,6 +36,7 @@ from .architectures import resolve
 from .errors import InvalidInputError
 from .prober import ProberConfig, ProberMetrics, SafetyProber
 from .prompts import (
+    INSTRUCTION_STYLES,
     Prompt,
     PromptFormat,
     PromptPair,
@@ -47,7 +48,7 @@ from .prompts import (
 )
 from .splits import move_shared_to_train, split_by_keys
 
-__all__ = ["GateData", "GatePart", "flagged_by_part", "held_out_sides", "train_gate"]
+__all__ = ["TWINLESS_STYLES", "GateData", "GatePart", "flagged_by_part", "held_out_sides", "train_gate"]
 
 
 @dataclass
@@ -72,12 +73,28 @@ class GatePart:
         return [getattr(pairs[i], self.side) for i in self.pair_rows] + self.prompts
 
 
+TWINLESS_STYLES: tuple[str, ...] = INSTRUCTION_STYLES
+"""Built-in gate-pair styles whose plain harmless twins the default gate does not train on.
+
+A twin of a benchmark-style instruction ("Write a message warning parents how gangs recruit ...") differs from its
+harmful side by a few words; trained on, these twins pull the boundary onto blunt benchmark requests and cost
+held-out HarmBench detection at the same everyday false-alarm rate (``benchmarks/eval_gate_default.py``). The
+harmful sides stay; the wrapped copies keep both sides (so a wrapper is never the signal); the question-style,
+minimal-contrast and ``benchmark`` pairs (whose harmless side is another task in the same template) keep their
+twins; every twin is in the TEST families (``plain_benign``), where its false alarms are reported."""
+
 PART_NAMES = tuple(
     f"{stage}_{kind}"
     for stage in ("train", "val")
     for kind in ("harmful", "safe", "wrapped_harmful", "wrapped_safe", "extra_harmful", "negatives")
 )
 """The parts of :class:`GateData`: training (``train_``) and held-out (``val_``)."""
+
+
+def _twinless(pair: PromptPair, index: int, n_user: int) -> bool:
+    """Whether the (unwrapped) harmless twin of this gate pair is left out of the gate data: built-in pairs
+    (after the ``n_user`` pairs of the user's) of :data:`TWINLESS_STYLES`."""
+    return index >= n_user and pair.style in TWINLESS_STYLES
 
 
 @dataclass
@@ -109,8 +126,8 @@ class GateData:
             pairs: The user's contrastive pairs.
             gate_pairs: More pairs for the gate only.
             gate_benign: More benign requests (negatives), e.g. your own everyday or borderline set.
-            builtin: Add the built-in gate pairs, everyday instructions and borderline-benign requests
-                (training splits).
+            builtin: Add the built-in gate pairs (without the plain twins of :data:`TWINLESS_STYLES`), everyday
+                instructions and borderline-benign requests (training splits).
             wrap: Add wrapped copies of pairs, inside training jailbreak wrappers (both sides alike).
             validation_fraction: Share of pairs (and of negatives) held out.
             seed: Seed of the split, of the choice of pairs to wrap and of the wrapper assignment.
@@ -128,6 +145,7 @@ class GateData:
         builtin_negatives = builtin_everyday("train") + builtin_borderline("train") if builtin else []
         negatives = list(gate_benign or []) + builtin_negatives
         unpaired = list(gate_harmful or [])
+        n_user_others = len(gate_pairs or [])
         # Split by text: a request (or a pair sharing one) is held out or trained on, never both.
         sources = [[{p.harmful.text, p.safe.text} for p in pairs], [{p.harmful.text, p.safe.text} for p in others]]
         sources += [[{p.text} for p in unpaired], [{p.text} for p in negatives]]
@@ -143,7 +161,8 @@ class GateData:
             chosen = [pairs[i] for i in user_rows if i in to_wrap]
             chosen += [others[i] for i in other_rows if len(pairs) + i in to_wrap]
             for side in ("harmful", "safe"):
-                parts[f"{stage}_{side}"] = GatePart(side, user_rows, [getattr(others[i], side) for i in other_rows])
+                kept = [i for i in other_rows if side == "harmful" or not _twinless(others[i], i, n_user_others)]
+                parts[f"{stage}_{side}"] = GatePart(side, user_rows, [getattr(others[i], side) for i in kept])
                 wrapped = wrap_prompts([getattr(p, side) for p in chosen], wrappers, seed=seed)
                 parts[f"{stage}_wrapped_{side}"] = GatePart(side, [], wrapped)
         for stage, rows, more in zip(("train", "val"), negative_split, unpaired_split):

@@ -39,6 +39,7 @@ from .errors import DataFormatError, InvalidInputError, UnsupportedModelError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BENCHMARK_STYLE",
     "CONTRAST_STYLE",
     "GATE_STYLES",
     "INSTRUCTION_STYLES",
@@ -78,12 +79,16 @@ QUESTION_STYLES: tuple[str, ...] = ("direct", "polite", "indirect", "image_quest
 #: specific questions with context.
 INSTRUCTION_STYLES: tuple[str, ...] = ("instruction", "content", "detailed_question")
 
+#: Benchmark-style tasks paired with a harmless task in the same template ("Write a persuasive article arguing
+#: that ..."), not with a minimal edit of it.
+BENCHMARK_STYLE = "benchmark"
+
 #: Pairs whose harmless side only sounds harmful (XSTest's kinds: homonyms, safe targets, definitions, ...) and
 #: whose harmful side is its minimal edit into a real request for harm.
 CONTRAST_STYLE = "minimal_contrast"
 
 #: Every phrasing style of the gate pairs.
-GATE_STYLES: tuple[str, ...] = (*QUESTION_STYLES, *INSTRUCTION_STYLES, CONTRAST_STYLE)
+GATE_STYLES: tuple[str, ...] = (*QUESTION_STYLES, *INSTRUCTION_STYLES, BENCHMARK_STYLE, CONTRAST_STYLE)
 
 #: Families of the jailbreak wrappers (:func:`jailbreak_wrappers`); the last two appear only in the test split.
 WRAPPER_FAMILIES: tuple[str, ...] = (

@@ -44,6 +44,7 @@ from ._plotting import finish_figure, new_figure
 from .activations import collect_activations
 from .errors import InvalidInputError
 from .prompts import (
+    BENCHMARK_STYLE,
     CONTRAST_STYLE,
     INSTRUCTION_STYLES,
     QUESTION_STYLES,
@@ -116,7 +117,7 @@ def robustness_families(
     if split not in ("train", "test"):
         raise InvalidInputError(f"split must be 'train' or 'test', got {split!r}.")
     questions = builtin_gate_pairs(split, QUESTION_STYLES)
-    instructions = builtin_gate_pairs(split, INSTRUCTION_STYLES)
+    instructions = builtin_gate_pairs(split, (*INSTRUCTION_STYLES, BENCHMARK_STYLE))
     contrasts = builtin_gate_pairs(split, (CONTRAST_STYLE,))
     pairs = list(in_distribution or []) + questions + instructions
     wrapped = pairs + contrasts

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from autosteer_interp.errors import InvalidInputError
-from autosteer_interp.gate import PART_NAMES, GateData, flagged_by_part, held_out_sides, train_gate
+from autosteer_interp.gate import PART_NAMES, TWINLESS_STYLES, GateData, flagged_by_part, held_out_sides, train_gate
 from autosteer_interp.prompts import (
+    BENCHMARK_STYLE,
     CONTRAST_STYLE,
     INSTRUCTION_STYLES,
     QUESTION_STYLES,
@@ -44,13 +45,28 @@ def test_gate_data_uses_training_splits_only_and_keeps_pairs_whole():
     n_pairs = len(pairs) + len(builtin_gate_pairs("train"))
     assert counts["train_harmful"] + counts["val_harmful"] == n_pairs
     assert counts["val_harmful"] == round(0.2 * 50) + round(0.2 * len(builtin_gate_pairs("train")))
+    twins = {p.safe.text: p.harmful.text for p in builtin_gate_pairs("train", TWINLESS_STYLES)}
     for stage in ("train", "val"):  # both sides of a pair, and its wrapped copies, are on the same side of the split
-        assert counts[f"{stage}_safe"] == counts[f"{stage}_harmful"]
+        # the instruction-style pairs train the gate without their plain twins (TWINLESS_STYLES) ...
+        assert not every[f"{stage}_safe"] & set(twins)
+        kept_harmful = every[f"{stage}_harmful"] & set(twins.values())
+        assert kept_harmful and counts[f"{stage}_safe"] == counts[f"{stage}_harmful"] - len(kept_harmful)
+        # ... but their wrapped copies keep both sides
         assert counts[f"{stage}_wrapped_safe"] == counts[f"{stage}_wrapped_harmful"] <= counts[f"{stage}_harmful"]
+    wrapped_safe = " ".join(every["train_wrapped_safe"] | every["val_wrapped_safe"])
+    assert any(twin in wrapped_safe for twin in twins)
     assert counts["train_wrapped_harmful"] + counts["val_wrapped_harmful"] == 512  # max_wrapped
     negatives = builtin_everyday("train") + builtin_borderline("train")
     assert counts["train_negatives"] + counts["val_negatives"] == len(negatives)
     assert every["train_negatives"] | every["val_negatives"] == texts(negatives)
+
+
+def test_the_users_own_instruction_style_pairs_keep_their_twins():
+    pairs = builtin_pairs()[:20]
+    mine = builtin_gate_pairs("train", TWINLESS_STYLES)[:10]
+    data = GateData.build(pairs, gate_pairs=mine, builtin=False, wrap=False, seed=0)
+    every = {name: texts(part.prompts) for name, part in data.parts.items()}
+    assert every["train_safe"] | every["val_safe"] == {p.safe.text for p in mine}
 
 
 def test_unpaired_harmful_and_benign_requests_are_split_on_their_own():
@@ -133,11 +149,11 @@ def test_robustness_families_come_from_the_test_splits():
     families = robustness_families(held_out)
     assert tuple(families) == FAMILY_ORDER
     questions = builtin_gate_pairs("test", QUESTION_STYLES)
-    instructions = builtin_gate_pairs("test", INSTRUCTION_STYLES)
+    instructions = builtin_gate_pairs("test", (*INSTRUCTION_STYLES, BENCHMARK_STYLE))
     contrasts = builtin_gate_pairs("test", (CONTRAST_STYLE,))
     assert texts(families["other_phrasing_harmful"].prompts) == {p.harmful.text for p in questions}
     assert texts(families["instruction_harmful"].prompts) == {p.harmful.text for p in instructions}
-    assert set(families["instruction_harmful"].groups) == set(INSTRUCTION_STYLES)
+    assert set(families["instruction_harmful"].groups) == {*INSTRUCTION_STYLES, BENCHMARK_STYLE}
     assert texts(families["minimal_contrast_harmful"].prompts) == {p.harmful.text for p in contrasts}
     n_pairs = 20 + len(questions) + len(instructions)
     assert len(families["plain_benign"].prompts) == n_pairs

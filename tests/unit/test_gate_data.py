@@ -11,6 +11,7 @@ import pytest
 import autosteer_interp as asi
 from autosteer_interp.errors import DataFormatError, InvalidInputError
 from autosteer_interp.prompts import (
+    BENCHMARK_STYLE,
     CONTRAST_STYLE,
     GATE_STYLES,
     INSTRUCTION_STYLES,
@@ -115,6 +116,14 @@ def test_instruction_pairs_cover_the_benchmarks_categories_in_every_instruction_
     assert len(openings) >= 8  # Write, Give, Develop, Create, Explain, ...: not one template
 
 
+@pytest.mark.parametrize(("split", "n_pairs"), [("train", 59), ("test", 29)])
+def test_benchmark_pairs_pair_a_harmful_task_with_a_harmless_task_in_the_same_template(split, n_pairs):
+    pairs = builtin_gate_pairs(split, (BENCHMARK_STYLE,))
+    assert len(pairs) == n_pairs and len({p.category for p in pairs}) >= 12
+    # the same opening verb on both sides, so the template is never the signal
+    assert np.mean([p.harmful.text.split()[0] == p.safe.text.split()[0] for p in pairs]) >= 0.9
+
+
 @pytest.mark.parametrize(("split", "per_kind"), [("train", 20), ("test", 10)])
 def test_minimal_contrast_pairs_cover_every_kind(split, per_kind):
     pairs = builtin_gate_pairs(split, (CONTRAST_STYLE,))
@@ -124,9 +133,8 @@ def test_minimal_contrast_pairs_cover_every_kind(split, per_kind):
 
 def test_gate_pairs_keep_every_style_and_refuse_unknown_ones():
     assert {p.style for p in builtin_gate_pairs()} == set(GATE_STYLES)
-    assert len(builtin_gate_pairs("test", INSTRUCTION_STYLES)) + len(builtin_gate_pairs("test", QUESTION_STYLES)) + len(
-        builtin_gate_pairs("test", (CONTRAST_STYLE,))
-    ) == len(builtin_gate_pairs("test"))
+    groups = (INSTRUCTION_STYLES, QUESTION_STYLES, (BENCHMARK_STYLE,), (CONTRAST_STYLE,))
+    assert sum(len(builtin_gate_pairs("test", styles)) for styles in groups) == len(builtin_gate_pairs("test"))
     with pytest.raises(InvalidInputError, match="unknown gate-pair styles \\['poetic'\\]"):
         builtin_gate_pairs("train", ["poetic"])
 
@@ -366,9 +374,11 @@ def test_everyday_file_parses_with_the_documented_fields_and_splits():
     assert all(set(r) == {"id", "category", "split", "text"} for r in records)
     assert [r["id"] for r in records] == [f"ev-{i:03d}" for i in range(1, len(records) + 1)]
     cells = Counter((r["category"], r["split"]) for r in records)
-    assert len({c for c, _ in cells}) == 20 and set(cells.values()) == {10, 20}
+    assert len({c for c, _ in cells}) == 21
+    assert {n for (c, _), n in cells.items() if c != "short_tasks"} == {10, 20}  # 20 topics, 20 train + 10 test
+    assert (cells["short_tasks", "train"], cells["short_tasks", "test"]) == (95, 47)  # short Alpaca-like tasks
     assert [p.text for p in builtin_everyday("test")] == [r["text"] for r in records if r["split"] == "test"]
-    assert len(builtin_everyday("train")) == 400 and len(builtin_everyday()) == 600
+    assert len(builtin_everyday("train")) == 495 and len(builtin_everyday()) == 742
     texts = [_norm(r["text"]) for r in records]
     assert len(set(texts)) == len(texts)
 

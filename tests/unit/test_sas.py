@@ -6,6 +6,7 @@ import torch
 
 from autosteer_interp.activations import LayerActivations
 from autosteer_interp.errors import InvalidInputError
+from autosteer_interp.fit import default_gate_layers
 from autosteer_interp.sas import LayerScores, safety_awareness_scores
 from tests.reference.paper_formulas import pairwise_sas
 
@@ -121,3 +122,18 @@ def test_half_precision_inputs_are_upcast_before_subtracting():
 def test_more_pairs_than_one_chunk_give_the_reference_value():
     safe, harmful = _pairs(n=203, layers=2, d=8)  # several chunks and a ragged last one
     assert torch.allclose(safety_awareness_scores(safe, harmful).scores, pairwise_sas(safe, harmful), atol=1e-5)
+
+
+def _scores(layers, best):
+    values = torch.tensor([10.0 if layer == best else float(-layer) for layer in layers], dtype=torch.float64)
+    return LayerScores(values, list(layers), n_pairs=8)
+
+
+def test_the_default_gate_reads_a_spread_of_layers_plus_the_sas_best():
+    smollm2 = list(range(1, 30))  # 30 decoder layers, candidates 1..29
+    assert default_gate_layers(_scores(smollm2, 22), 30) == [8, 10, 12, 14, 16, 18, 20, 22, 24, 26]
+    assert default_gate_layers(_scores(smollm2, 23), 30) == [8, 10, 12, 14, 16, 18, 20, 22, 23, 24, 26]
+    every_fourth = [4, 8, 12, 16, 20, 24, 28]  # restricted candidates: only they are read
+    assert default_gate_layers(_scores(every_fourth, 28), 30) == [8, 16, 24, 28]
+    tiny = [1, 2, 3]  # too shallow for the band: the DEFAULT_PROBE_LAYERS best SAS layers
+    assert default_gate_layers(_scores(tiny, 2), 4) == [1, 2, 3]

@@ -83,9 +83,9 @@ print("best layer", sas.best_layer, "| top-3", top3)
 #   styles, benchmark-style instructions, minimal contrasts; each with a minimally edited harmless twin),
 #   jailbreak-wrapped copies of some pairs (both sides wrapped, so the wrapper is never the signal), everyday
 #   instructions and borderline-benign negatives. `builtin=True` adds all of these at once (what `AutoSteer.fit`
-#   does, leaving out the instructions' plain twins, with a logistic gate on a spread of layers calibrated to 3%
-#   false alarms on the held-out negatives); here a few of each are passed explicitly (`gate_benign=`; unpaired
-#   harmful requests go in `gate_harmful=`) so the test suite can use fewer, on the top-3 layers.
+#   does, leaving out the instructions' plain twins, with a logistic gate on a spread of layers); here a few of
+#   each are passed explicitly (`gate_benign=`; unpaired harmful requests go in `gate_harmful=`) so the test suite
+#   can use fewer, on the top-3 layers.
 
 # %%
 paper_data = GateData.build(fit_pairs, builtin=False, wrap=False)

@@ -130,9 +130,9 @@ def plot_curve(rows, marks, path: Path, title: str):
     figure, axis = plt.subplots(figsize=(6, 4))
     for label, points in rows.items():
         axis.plot([fpr for _, _, fpr in points], [tpr for _, tpr, _ in points], label=label)
-    for label, (fpr, tpr) in marks.items():
+    for rank, (label, (fpr, tpr)) in enumerate(marks.items()):  # labels stacked below the curve: marks may coincide
         axis.plot([fpr], [tpr], "o")
-        axis.annotate(label, (fpr, tpr), textcoords="offset points", xytext=(6, -12), fontsize=8)
+        axis.annotate(label, (fpr, tpr), textcoords="offset points", xytext=(6, -14 - 11 * rank), fontsize=8)
     axis.set_xscale("symlog", linthresh=0.01)
     axis.set_xlim(0, 1)
     axis.set_xlabel("false alarms (everyday + borderline + Alpaca, held out)")

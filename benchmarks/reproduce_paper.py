@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from autosteer_interp.errors import AutosteerError, InvalidInputError  # noqa: E402
 from autosteer_interp.evaluate import EvalSet, evaluate  # noqa: E402
+from autosteer_interp.prober import ProberConfig  # noqa: E402
 from autosteer_interp.prompts import (  # noqa: E402
     builtin_borderline,
     builtin_pairs,
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         candidate_layers=candidates,
         head_config=RefusalHeadConfig(epsilon=PAPER["epsilon"]),
         probe_layers=1,  # the paper: one layer, the best by SAS
+        prober_config=ProberConfig(),  # the paper's MLP (the library's default gate is a logistic probe)
         builtin_gate_data=False,  # the paper trains the prober on the VLSafe pairs only
         wrap_pairs=False,
         batch_size=args.batch_size,

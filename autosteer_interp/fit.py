@@ -68,11 +68,13 @@ GATE_LAYER_STEP = 2
 DEFAULT_PROBE_LAYERS = 5
 """The fallback for models too shallow for that band: the gate reads this many of the best SAS layers."""
 
-DEFAULT_GATE_PROBER = ProberConfig(kind="logistic", weight_decay=100.0)
+DEFAULT_GATE_PROBER = ProberConfig(kind="logistic", weight_decay=100.0, validation_fraction=0.05)
 """The default gate: an L2-regularised logistic probe (``C = 0.01``) over the concatenated standardised layers.
 
 Chosen with ``benchmarks/eval_gate_default.py``: over the same layers and data, at threshold 0.5, the paper's MLP
-flagged 83% of the held-out HarmBench behaviours and this probe 97%. ``prober_config=ProberConfig()`` is the MLP."""
+flagged 83% of the held-out HarmBench behaviours and this probe 97%. A logistic fit has no epoch to choose, so its
+own validation split (which only reports a loss) keeps 5% of the gate's training data instead of 20%.
+``prober_config=ProberConfig()`` is the paper's MLP."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ nothing in fitting or calibration saw:
 
 "new data" is the built-in gate data as ``GateData`` builds it (the instruction pairs' plain twins left out, see
 ``gate.TWINLESS_STYLES``); the stop-19 candidate passes the same data with those twins. The default ``fit`` is the
-candidate "new data, logistic C=0.01, layers 8,10,...,26" at threshold 0.5.
+candidate "new data, logistic C=0.01, layers 8,10,...,26 (the default)" at threshold 0.5.
 
 Each trained prober is reported at the paper's threshold 0.5 and calibrated to 1%, 2% and 5% false alarms on
 the held-out part of its own negatives (everyday and borderline training-split requests; never a test set).
@@ -25,6 +25,7 @@ object per (candidate, threshold), a markdown table, and the detection / false-a
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from activation_store import sas_of, vlsafe_store  # noqa: E402
 
+from autosteer_interp.fit import DEFAULT_GATE_PROBER  # noqa: E402
 from autosteer_interp.gate import GateData, train_gate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
@@ -67,6 +69,7 @@ def candidates(user_harmful, user_benign):
     """name -> (GateData options, probe layers: int k (top-k SAS) or a list, ProberConfig fields)."""
     old, user = old_default_data(), dict(gate_harmful=user_harmful, gate_benign=user_benign)
     spread, logistic = list(range(8, 27, 2)), {"kind": "logistic", "weight_decay": 100.0}
+    default = dataclasses.asdict(DEFAULT_GATE_PROBER)
     with_twins = dict(
         builtin=False,
         gate_pairs=builtin_gate_pairs("train"),
@@ -84,7 +87,8 @@ def candidates(user_harmful, user_benign):
         "new data + user instruction sets, MLP, top-3": (user, 3, {}),
         "stop-19 default: new data with instruction twins, MLP, top-5": (with_twins, 5, {}),
         "new data, logistic C=0.01, top-5": ({}, 5, logistic),
-        "new data, logistic C=0.01, layers 8,10,...,26": ({}, spread, logistic),
+        "new data, logistic C=0.01, layers 8,10,...,26, 20% epoch split": ({}, spread, logistic),
+        "new data, logistic C=0.01, layers 8,10,...,26 (the default)": ({}, spread, default),
         "new data, MLP, layers 8,10,...,26": ({}, spread, {}),
     }
 

@@ -2,8 +2,8 @@
 
 Real SmolLM2 inside LLaVA-OneVision, batch of 8 (4 harmful, 4 benign built-in requests), 32 new tokens
 (min_new_tokens=32, so every setting produces exactly the same number of tokens), greedy. The AutoSteer prober is
-a logistic probe at layer 22 fitted on the built-in pairs, the head a trained-shaped ``S``; what is timed is the
-steering machinery, not its quality.
+a logistic probe at layer 22 (``--layers 8,10,...,26``: the default fit's ten layers) fitted on the built-in
+pairs, the head a trained-shaped ``S``; what is timed is the steering machinery, not its quality.
 
 * ``hf_generate``: the unsteered model.
 * ``autosteer_attach``: :meth:`AutoSteer.attach` (plain PyTorch hooks), ``model.generate``.
@@ -46,12 +46,12 @@ NEW_TOKENS = 32
 LAYER = 22
 
 
-def build_steer(model):
+def build_steer(model, layers):
     pairs = builtin_pairs()
-    layer = min(LAYER, resolve(model).n_layers - 1)
-    harmful = collect_activations(model, [p.harmful for p in pairs], [layer], progress=False)
-    safe = collect_activations(model, [p.safe for p in pairs], [layer], progress=False)
-    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(kind="logistic"), model=model)
+    layers = sorted({min(layer, resolve(model).n_layers - 1) for layer in layers})
+    harmful = collect_activations(model, [p.harmful for p in pairs], layers, progress=False)
+    safe = collect_activations(model, [p.safe for p in pairs], layers, progress=False)
+    prober = SafetyProber.fit(harmful, safe, config=ProberConfig(kind="logistic"), layers=layers, model=model)
     head = RefusalHead(prober.d_model, epsilon=0.1)
     with torch.no_grad():
         head.S.add_(0.01 * torch.randn(head.d_model, head.d_model, generator=torch.Generator().manual_seed(0)))
@@ -79,11 +79,14 @@ def main():
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="smollm2-llava-onevision")
+    parser.add_argument(
+        "--layers", default=str(LAYER), help="comma-separated gate layers (the default fit's: 8,10,...,26)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     model = load_model(args.model)
     hf = model._module.to(args.device, getattr(torch, args.dtype))
-    steer = build_steer(model)
+    steer = build_steer(model, [int(layer) for layer in args.layers.split(",")])
     pairs = builtin_pairs()
     prompts = [p.harmful for p in pairs[:4]] + [p.safe for p in pairs[4:8]]
     inputs = encode_prompts(model, prompts)
@@ -141,6 +144,7 @@ def main():
                     "dtype": args.dtype,
                     "device": args.device,
                     "setting": name,
+                    "gate_layers": list(steer.layers),
                     "batch": len(prompts),
                     "new_tokens": NEW_TOKENS,
                     "seconds": round(seconds, 3),
@@ -156,6 +160,7 @@ def main():
             {
                 "bench": "generate",
                 "method": "comparison",
+                "gate_layers": list(steer.layers),
                 "model": args.model,
                 "dtype": args.dtype,
                 "device": args.device,

@@ -29,7 +29,7 @@ from .activations import TokenCache, cache_lm_head_inputs, collect_activations
 from .architectures import resolve, unwrap
 from .benchmark_data import BenchmarkSet
 from .errors import InvalidInputError
-from .gate import GateData, flagged_by_part, train_gate
+from .gate import GateData, flagged_by_part, refit_gate, train_gate
 from .prober import ProberConfig, ProberMetrics
 from .prompts import (
     Prompt,
@@ -68,13 +68,15 @@ GATE_LAYER_STEP = 2
 DEFAULT_PROBE_LAYERS = 5
 """The fallback for models too shallow for that band: the gate reads this many of the best SAS layers."""
 
-DEFAULT_GATE_PROBER = ProberConfig(kind="logistic", weight_decay=100.0, validation_fraction=0.05)
-"""The default gate: an L2-regularised logistic probe (``C = 0.01``) over the concatenated standardised layers.
+DEFAULT_GATE_PROBER = ProberConfig(kind="logistic", weight_decay=100.0, validation_fraction=0.05, bagging=8)
+"""The default gate: an L2-regularised logistic probe (``C = 0.01``) over the concatenated standardised layers,
+the mean of 8 bootstrap fits (``bagging``).
 
 Chosen with ``benchmarks/eval_gate_default.py``: over the same layers and data, at threshold 0.5, the paper's MLP
-flagged 83% of the held-out HarmBench behaviours and this probe 97%. A logistic fit has no epoch to choose, so its
-own validation split (which only reports a loss) keeps 5% of the gate's training data instead of 20%.
-``prober_config=ProberConfig()`` is the paper's MLP."""
+flagged 83% of the held-out HarmBench behaviours and a single logistic probe 97%; across split seeds that probe's
+HarmBench figure moved from 83% to 97%, and bagging with :attr:`FitConfig.refit_gate` steadied it. A logistic fit
+has no epoch to choose, so its own validation split (which only reports a loss) keeps 5% of the gate's training
+data instead of 20%. ``prober_config=ProberConfig()`` is the paper's MLP."""
 
 
 @dataclass
@@ -102,6 +104,10 @@ class FitConfig:
             150 requests, too few for a stable 2-3% quantile, so calibrate on your own (larger) ``gate_benign``.
         validation_fraction: Share of the gate data (whole pairs, with their wrapped copies) held out for
             validation and calibration.
+        refit_gate: Once validated (and calibrated) on the held-out part, train the gate that runs on all of the
+            gate data, held-out part included (:func:`~autosteer_interp.gate.refit_gate`); the summary's
+            validation figures stay those of the recipe trained without the held-out part. ``False``: the gate
+            that runs is the one validated.
         gate_mode: ``"prefill"`` or ``"every_step"`` (see :class:`~autosteer_interp.steer.AutoSteer`).
         prompt_format: ``"chat"`` (ours) or ``"paper"`` (the official code's prompts and probed token; see
             :func:`~autosteer_interp.prompts.format_prompt`); stored in the AutoSteer, which always runs with it.
@@ -119,6 +125,7 @@ class FitConfig:
     max_wrapped: int | None = 512
     calibrate_fpr: float | None = None
     validation_fraction: float = 0.2
+    refit_gate: bool = True
     gate_mode: Literal["prefill", "every_step"] = "prefill"
     prompt_format: PromptFormat = "chat"
     batch_size: int = 16
@@ -142,7 +149,7 @@ class FitConfig:
             positive_int(self.probe_layers, "probe_layers")
         elif self.probe_layers is not None:
             self.probe_layers = layer_list(self.probe_layers, "probe_layers")
-        for name in ("builtin_gate_data", "wrap_pairs", "progress"):
+        for name in ("builtin_gate_data", "wrap_pairs", "refit_gate", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}.")
 
@@ -267,6 +274,8 @@ def fit_autosteer(
     prober_config = config.prober_config or DEFAULT_GATE_PROBER
     prober, validation = train_gate(x, gate_layers, prober_config, config.calibrate_fpr, model)
     flagged = flagged_by_part(prober, x)
+    if config.refit_gate:
+        prober = refit_gate(x, gate_layers, prober_config, prober.threshold, model)
     seconds["gate"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -24,6 +24,7 @@ Example:
     >>> prober, held_out = train_gate(data.features(model, pairs, [16, 22, 23]), [16, 22, 23])  # doctest: +SKIP
 """
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,15 @@ from .prompts import (
 )
 from .splits import move_shared_to_train, split_by_keys
 
-__all__ = ["TWINLESS_STYLES", "GateData", "GatePart", "flagged_by_part", "held_out_sides", "train_gate"]
+__all__ = [
+    "TWINLESS_STYLES",
+    "GateData",
+    "GatePart",
+    "flagged_by_part",
+    "held_out_sides",
+    "refit_gate",
+    "train_gate",
+]
 
 
 @dataclass
@@ -119,6 +128,7 @@ class GateData:
         seed: int = 0,
         max_wrapped: int | None = 512,
         gate_harmful: Sequence[Prompt] | None = None,
+        builtin_styles: Sequence[str] | None = None,
     ) -> "GateData":
         """Assemble and split the gate data.
 
@@ -134,14 +144,16 @@ class GateData:
             max_wrapped: Wrap at most this many pairs (a seeded random choice; ``None``: every pair). Wrapped
                 prompts are long, and a few hundred teach the gate to look through wrappers.
             gate_harmful: More harmful requests without twins (e.g. AdvBench-style instruction sets).
+            builtin_styles: With ``builtin``, add only the built-in gate pairs of these styles (default: every
+                style of :data:`~autosteer_interp.prompts.GATE_STYLES`).
 
         Raises:
-            InvalidInputError: If ``validation_fraction`` is not in ``(0, 1)``.
+            InvalidInputError: If ``validation_fraction`` is not in ``(0, 1)`` or a style is unknown.
         """
         if not 0 < validation_fraction < 1:
             raise InvalidInputError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
         generator = torch.Generator().manual_seed(seed)
-        others = list(gate_pairs or []) + (builtin_gate_pairs("train") if builtin else [])
+        others = list(gate_pairs or []) + (builtin_gate_pairs("train", builtin_styles) if builtin else [])
         builtin_negatives = builtin_everyday("train") + builtin_borderline("train") if builtin else []
         negatives = list(gate_benign or []) + builtin_negatives
         unpaired = list(gate_harmful or [])
@@ -256,10 +268,54 @@ def train_gate(
     if calibrate_fpr is not None and not 0 <= calibrate_fpr < 1:
         raise InvalidInputError(f"calibrate_fpr must be in [0, 1), got {calibrate_fpr!r}.")
 
+    prober = _fit_training_parts(features, layers, config, model)
+    held = held_out_sides(features)
+    if calibrate_fpr is not None:
+        negatives = features["val_negatives"]
+        prober.calibrate(negatives if len(negatives) >= 2 else held["benign"], calibrate_fpr)
+    return prober, prober.evaluate(held["harmful"], held["benign"])
+
+
+def refit_gate(
+    features: Mapping[str, Tensor],
+    layers: Sequence[int],
+    config: ProberConfig | None,
+    threshold: float,
+    model: Any = None,
+) -> SafetyProber:
+    """Train the deployed prober on every part, training and held-out, once :func:`train_gate` has validated.
+
+    The held-out parts measure the recipe (:func:`train_gate`'s metrics, :func:`flagged_by_part`); the prober
+    that runs then learns from all of the data, with the same settings and ``threshold`` (the 0.5 default or the
+    calibrated one). On the real SmolLM2 this steadied the default gate across split seeds
+    (``benchmarks/eval_gate_default.py``).
+
+    Args:
+        features: Part name -> activations, as for :func:`train_gate`.
+        layers: The layers the prober reads, ascending.
+        config: Prober settings (those :func:`train_gate` used).
+        threshold: The decision threshold to keep.
+        model: The model the activations came from (recorded as provenance).
+
+    Returns:
+        The prober trained on ``train_`` and ``val_`` parts together.
+    """
+    trained = [name for name in PART_NAMES if name.startswith("train_")]
+    merged = {name: torch.cat([features[name], features["val_" + name.removeprefix("train_")]]) for name in trained}
+    config = copy.deepcopy(config) if config is not None else ProberConfig()
+    config.threshold = threshold
+    return _fit_training_parts(merged, layers, config, model)
+
+
+def _fit_training_parts(
+    features: Mapping[str, Tensor], layers: Sequence[int], config: ProberConfig | None, model: Any
+) -> SafetyProber:
+    """The prober fitted on the ``train_`` parts of ``features`` (harmful, wrapped, extra; their negatives)."""
+
     def optional(name: str) -> Tensor | None:
         return features[name] if len(features[name]) >= 2 else None
 
-    prober = SafetyProber.fit(
+    return SafetyProber.fit(
         torch.cat([features["train_harmful"], features["train_wrapped_harmful"]]),
         torch.cat([features["train_safe"], features["train_wrapped_safe"]]),
         config=config,
@@ -268,11 +324,6 @@ def train_gate(
         model=model,
         extra_harmful=optional("train_extra_harmful"),
     )
-    held = held_out_sides(features)
-    if calibrate_fpr is not None:
-        negatives = features["val_negatives"]
-        prober.calibrate(negatives if len(negatives) >= 2 else held["benign"], calibrate_fpr)
-    return prober, prober.evaluate(held["harmful"], held["benign"])
 
 
 def held_out_sides(features: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -77,6 +77,10 @@ class ProberConfig:
         pool: How several layers are combined: ``"concat"`` (one feature vector of ``n_layers * d_model``) or
             ``"mean"`` (the average of the standardised layers, ``d_model`` features). Ignored for one layer.
         balance_classes: Weight the loss so that both classes count equally (for unbalanced training data).
+        bagging: ``"logistic"`` only: fit this many probes, the first on the training data and the others on
+            seeded bootstrap resamples of it, and keep their mean weights and bias (the mean of their logits: one
+            linear probe, as fast as one). Steadies a probe whose decisions on requests near the boundary move
+            with which rows it was trained on. ``1``: one fit.
     """
 
     kind: ProberKind = "mlp"
@@ -91,6 +95,7 @@ class ProberConfig:
     seed: int = 0
     pool: LayerPool = "concat"
     balance_classes: bool = False
+    bagging: int = 1
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(self.hidden_sizes)
@@ -110,6 +115,11 @@ class ProberConfig:
         _require(self.patience is None or self.patience >= 1, "patience", self.patience, "None or >= 1")
         _require(0 <= self.threshold <= 1, "threshold", self.threshold, "0 <= x <= 1")
         _require(self.pool in _POOLS, "pool", self.pool, " | ".join(_POOLS))
+        bagging = self.bagging
+        _require(
+            isinstance(bagging, int) and not isinstance(bagging, bool) and bagging >= 1, "bagging", bagging, ">= 1"
+        )
+        _require(bagging == 1 or self.kind == "logistic", "bagging", bagging, "1 unless kind='logistic'")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -390,20 +400,27 @@ class SafetyProber(nn.Module):
         x_train, y_train = train
         standardised = self._pooled(self._standardised(x_train)).numpy()
         inverse_strength = 1.0 / self.config.weight_decay if self.config.weight_decay > 0 else np.inf
-        classifier = LogisticRegression(
-            C=inverse_strength,
-            max_iter=2000,
-            random_state=self.config.seed,
-            class_weight="balanced" if self.config.balance_classes else None,
-        )
-        classifier.fit(standardised, y_train.numpy())
+        labels = y_train.numpy()
+        resample = np.random.default_rng(self.config.seed)
+        weights, biases = [], []
+        for member in range(self.config.bagging):
+            rows = np.arange(len(labels)) if member == 0 else _stratified_bootstrap(labels, resample)
+            classifier = LogisticRegression(
+                C=inverse_strength,
+                max_iter=2000,
+                random_state=self.config.seed,
+                class_weight="balanced" if self.config.balance_classes else None,
+            )
+            classifier.fit(standardised[rows], labels[rows])
+            weights.append(classifier.coef_[0])
+            biases.append(classifier.intercept_[0])
         linear = self.net[-1]
         assert isinstance(linear, nn.Linear)
         with torch.no_grad():  # softmax([0, w.x + b]) == sigmoid(w.x + b)
             linear.weight.zero_()
             linear.bias.zero_()
-            linear.weight[HARMFUL] = torch.as_tensor(classifier.coef_[0], dtype=torch.float32)
-            linear.bias[HARMFUL] = float(classifier.intercept_[0])
+            linear.weight[HARMFUL] = torch.as_tensor(np.mean(weights, axis=0), dtype=torch.float32)
+            linear.bias[HARMFUL] = float(np.mean(biases))
         self.history.validation_loss.append(self._loss(validation))
 
     def _loss(self, data: tuple[Tensor, Tensor]) -> float:
@@ -494,6 +511,12 @@ class SafetyProber(nn.Module):
         prober.load_state_dict(state)
         prober.provenance = provenance_of_artifact(config, model, f"the prober in {directory}")
         return prober.eval()
+
+
+def _stratified_bootstrap(labels: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+    """Row indices of a bootstrap resample drawn within each class (so every class keeps its size)."""
+    rows = [generator.choice(np.flatnonzero(labels == label), int((labels == label).sum())) for label in (0, 1)]
+    return np.concatenate(rows)
 
 
 def _class_weights(labels: Tensor) -> Tensor:

@@ -45,6 +45,7 @@ __all__ = [
     "INSTRUCTION_STYLES",
     "PROMPT_FORMATS",
     "QUESTION_STYLES",
+    "SCENE_STYLE",
     "WRAPPER_FAMILIES",
     "JailbreakWrapper",
     "Prompt",
@@ -87,8 +88,19 @@ BENCHMARK_STYLE = "benchmark"
 #: whose harmful side is its minimal edit into a real request for harm.
 CONTRAST_STYLE = "minimal_contrast"
 
+#: Short questions about what a shared photo shows (furniture, appliances, vehicles, animals, children) asking how
+#: to use it, VLSafe's own phrasing, over harms its pairs hold few of: arson and other property crime, child
+#: endangerment, animal cruelty, dangerous driving, violence with everyday objects, covert harm.
+SCENE_STYLE = "scene_question"
+
 #: Every phrasing style of the gate pairs.
-GATE_STYLES: tuple[str, ...] = (*QUESTION_STYLES, *INSTRUCTION_STYLES, BENCHMARK_STYLE, CONTRAST_STYLE)
+GATE_STYLES: tuple[str, ...] = (
+    *QUESTION_STYLES,
+    *INSTRUCTION_STYLES,
+    BENCHMARK_STYLE,
+    CONTRAST_STYLE,
+    SCENE_STYLE,
+)
 
 #: Families of the jailbreak wrappers (:func:`jailbreak_wrappers`); the last two appear only in the test split.
 WRAPPER_FAMILIES: tuple[str, ...] = (
@@ -519,7 +531,7 @@ def _data_records(name: str) -> tuple[Path, list[tuple[int, dict[str, Any]]]]:
 def builtin_gate_pairs(split: str = "all", styles: Sequence[str] | None = None) -> list[PromptPair]:
     """The project's contrastive pairs for training and testing the gate (requests only).
 
-    Written for this library, in three groups of phrasing styles (:data:`GATE_STYLES`):
+    Written for this library, in four groups of phrasing styles (:data:`GATE_STYLES`):
 
     * :data:`QUESTION_STYLES`: harm categories VLSafe barely covers (sexual content, hate and harassment,
       self-harm, weapons, cybercrime, fraud, privacy invasion, drugs, violence, extremism, misinformation), each
@@ -529,7 +541,11 @@ def builtin_gate_pairs(split: str = "all", styles: Sequence[str] | None = None) 
       harm, illegal goods and services and economic crime;
     * :data:`CONTRAST_STYLE`: a harmless request that only sounds harmful (a homonym, a safe target, a
       definition, a fictional character's address, ...; ``meta["contrast"]`` names the kind) and its minimal
-      edit into a real request for harm.
+      edit into a real request for harm;
+    * :data:`SCENE_STYLE`: short questions about what a photo shows ("How to use the ... in this picture to
+      ...?"), VLSafe's phrasing, over property crime (arson first), child endangerment, animal cruelty,
+      dangerous driving, violence with everyday objects and covert harm: the harms a gate trained on the
+      broader data missed most in VLSafe's own training pairs (out-of-fold).
 
     The harmless side is a minimal edit of the harmful side that keeps its topic words where possible, so a
     prober must learn the intent, not the vocabulary. The test split shares no request with the training split

@@ -10,7 +10,7 @@ family                            harmful  source (``split="test"``)
 ================================  =======  ==============================================================
 ``in_distribution_harmful``       yes      held-out pairs of the fitting distribution (you pass them)
 ``other_phrasing_harmful``        yes      :func:`~autosteer_interp.prompts.builtin_gate_pairs`, question
-                                           styles (test)
+                                           and scene-question styles (test; by style)
 ``instruction_harmful``           yes      the gate pairs in the benchmarks' instruction styles (test)
 ``minimal_contrast_harmful``      yes      the gate pairs' minimal edits of borderline requests (test)
 ``wrapped_harmful``               yes      the harmful pairs above inside held-out jailbreak wrappers
@@ -48,6 +48,7 @@ from .prompts import (
     CONTRAST_STYLE,
     INSTRUCTION_STYLES,
     QUESTION_STYLES,
+    SCENE_STYLE,
     Prompt,
     PromptPair,
     builtin_borderline,
@@ -116,7 +117,7 @@ def robustness_families(
     """
     if split not in ("train", "test"):
         raise InvalidInputError(f"split must be 'train' or 'test', got {split!r}.")
-    questions = builtin_gate_pairs(split, QUESTION_STYLES)
+    questions = builtin_gate_pairs(split, (*QUESTION_STYLES, SCENE_STYLE))
     instructions = builtin_gate_pairs(split, (*INSTRUCTION_STYLES, BENCHMARK_STYLE))
     contrasts = builtin_gate_pairs(split, (CONTRAST_STYLE,))
     pairs = list(in_distribution or []) + questions + instructions
@@ -126,7 +127,7 @@ def robustness_families(
     families: dict[str, GateFamily] = {}
     if in_distribution:
         families["in_distribution_harmful"] = GateFamily([p.harmful for p in in_distribution], True)
-    families["other_phrasing_harmful"] = GateFamily([p.harmful for p in questions], True)
+    families["other_phrasing_harmful"] = GateFamily([p.harmful for p in questions], True, [p.style for p in questions])
     families["instruction_harmful"] = GateFamily(
         [p.harmful for p in instructions], True, [p.style for p in instructions]
     )

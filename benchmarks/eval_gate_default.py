@@ -11,8 +11,11 @@ nothing in fitting or calibration saw:
   contrasts, jailbreak-wrapped requests, harmless twins, borderline requests, everyday instructions.
 
 "new data" is the built-in gate data as ``GateData`` builds it (the instruction pairs' plain twins left out, see
-``gate.TWINLESS_STYLES``); the stop-19 candidate passes the same data with those twins. The default ``fit`` is the
-candidate "new data, logistic C=0.01, layers 8,10,...,26 (the default)" at threshold 0.5.
+``gate.TWINLESS_STYLES``); the stop-19 candidate passes the same data with those twins and without the
+scene-question pairs (``prompts.SCENE_STYLE``), the stop-20 default is one logistic probe without those pairs.
+The default ``fit`` is the candidate marked "(the default)" at threshold 0.5: 8 bagged logistic probes, refit on
+every part of the gate data once validated (``fit``'s ``refit_gate``). ``--seed`` is the gate data's seed (split
+and wrapping), as ``fit``'s ``seed``; the figures move with it, so compare candidates over several seeds.
 
 Each trained prober is reported at the paper's threshold 0.5 and calibrated to 1%, 2% and 5% false alarms on
 the held-out part of its own negatives (everyday and borderline training-split requests; never a test set).
@@ -20,7 +23,7 @@ Activations at every layer are computed once per prompt text and cached under ``
 object per (candidate, threshold), a markdown table, and the detection / false-alarm curve of ``--curve``.
 
     python benchmarks/eval_gate_default.py [--data ../shared/data] [--cache outputs/gate_cache]
-    python benchmarks/eval_gate_default.py --candidates 0,1 --curve 1 --plot docs/gate_curve.png
+    python benchmarks/eval_gate_default.py --candidates 0,13 --curve 13 --plot docs/gate_curve.png --seed 1
 """
 
 import argparse
@@ -40,11 +43,13 @@ import torch  # noqa: E402
 from activation_store import sas_of, vlsafe_store  # noqa: E402
 
 from autosteer_interp.fit import DEFAULT_GATE_PROBER  # noqa: E402
-from autosteer_interp.gate import GateData, train_gate  # noqa: E402
+from autosteer_interp.gate import GateData, refit_gate, train_gate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
 from autosteer_interp.prompts import (  # noqa: E402
+    GATE_STYLES,
     QUESTION_STYLES,
+    SCENE_STYLE,
     Prompt,
     builtin_borderline,
     builtin_everyday,
@@ -70,9 +75,11 @@ def candidates(user_harmful, user_benign):
     old, user = old_default_data(), dict(gate_harmful=user_harmful, gate_benign=user_benign)
     spread, logistic = list(range(8, 27, 2)), {"kind": "logistic", "weight_decay": 100.0}
     default = dataclasses.asdict(DEFAULT_GATE_PROBER)
+    single = default | {"bagging": 1}
+    before_scene = tuple(style for style in GATE_STYLES if style != SCENE_STYLE)
     with_twins = dict(
         builtin=False,
-        gate_pairs=builtin_gate_pairs("train"),
+        gate_pairs=builtin_gate_pairs("train", before_scene),
         gate_benign=builtin_everyday("train") + builtin_borderline("train"),
     )
     return {
@@ -88,8 +95,18 @@ def candidates(user_harmful, user_benign):
         "stop-19 default: new data with instruction twins, MLP, top-5": (with_twins, 5, {}),
         "new data, logistic C=0.01, top-5": ({}, 5, logistic),
         "new data, logistic C=0.01, layers 8,10,...,26, 20% epoch split": ({}, spread, logistic),
-        "new data, logistic C=0.01, layers 8,10,...,26 (the default)": ({}, spread, default),
+        "new data, logistic C=0.01, layers 8,10,...,26, one probe, no refit": ({}, spread, single),
+        "new data, logistic C=0.01 bagged x8, refit on all, layers 8,10,...,26 (the default)": (
+            {},
+            spread,
+            default | {"refit": True},
+        ),
         "new data, MLP, layers 8,10,...,26": ({}, spread, {}),
+        "stop-20 default: new data without the scene questions, one probe, no refit": (
+            {"builtin_styles": before_scene},
+            spread,
+            single,
+        ),
     }
 
 
@@ -156,6 +173,7 @@ def main():
     parser.add_argument("--curve", type=int, help="candidate index whose detection / false-alarm curve to print")
     parser.add_argument("--plot", help="save the curve (and the old default's) to this PNG")
     parser.add_argument("--model", default="smollm2-llava-onevision", help="built-in name, hub id or checkpoint dir")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the gate data's split and wrapping (fit's seed)")
     args = parser.parse_args()
     data, cache = Path(args.data), Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -176,16 +194,19 @@ def main():
     for index in indices:
         name, (options, layers, prober_fields) = chosen[index]
         layers = sorted(sas.top_k(layers)) if isinstance(layers, int) else list(layers)
-        gate_data = GateData.build(fit_pairs, **options)
+        gate_data = GateData.build(fit_pairs, seed=args.seed, **options)
         features = {part: store.get(p.all_prompts(fit_pairs), layers) for part, p in gate_data.parts.items()}
+        fields = dict(prober_fields)
+        refit = fields.pop("refit", False)  # as fit's refit_gate: train the deployed gate on every part
         started = time.perf_counter()
-        prober, _ = train_gate(features, layers, ProberConfig(**prober_fields))
+        validated, _ = train_gate(features, layers, ProberConfig(**fields))
+        prober = refit_gate(features, layers, ProberConfig(**fields), 0.5) if refit else validated
         seconds = time.perf_counter() - started
         probabilities = {n: prober.predict_proba(store.get(f.prompts, layers)) for n, f in evaluation.items()}
         for fpr in THRESHOLDS:
             calibrated = copy.deepcopy(prober)
-            if fpr is not None:
-                calibrated, _ = calibrated, calibrated.calibrate(features["val_negatives"], fpr)
+            if fpr is not None:  # on the held-out negatives, by the validated probe (what fit does)
+                calibrated.config.threshold = copy.deepcopy(validated).calibrate(features["val_negatives"], fpr)
             flagged = rates(probabilities, calibrated.threshold)
             label = "0.5" if fpr is None else f"FPR {fpr:.0%} on held-out negatives"
             row = {
@@ -194,6 +215,7 @@ def main():
                 "layers": layers,
                 "threshold_rule": label,
                 "threshold": round(calibrated.threshold, 4),
+                "seed": args.seed,
                 "train_seconds": round(seconds, 1),
                 "flagged": {n: round(v, 4) for n, v in flagged.items()},
                 "misses_targets": meets_targets(flagged),
@@ -209,7 +231,7 @@ def main():
                 for fpr in THRESHOLDS:
                     threshold = 0.5
                     if fpr is not None:
-                        threshold = copy.deepcopy(prober).calibrate(features["val_negatives"], fpr)
+                        threshold = copy.deepcopy(validated).calibrate(features["val_negatives"], fpr)
                     point = min(curves[name], key=lambda row: abs(row[0] - threshold))
                     marks["tau 0.5 (default)" if fpr is None else f"tau at {fpr:.0%}"] = (point[2], point[1])
     names = list(table[0]["flagged"])

@@ -360,6 +360,8 @@ API_CASES = [
     ),
     ("prober-config-fraction", "ProberConfig(validation_fraction=2.0)", "InvalidInputError", "validation_fraction"),
     ("prober-config-epochs", "ProberConfig(epochs=0)", "InvalidInputError", "epochs"),
+    ("prober-config-bagging", "ProberConfig(kind='logistic', bagging=0)", "InvalidInputError", "bagging=0"),
+    ("prober-config-bagging-mlp", "ProberConfig(bagging=4)", "InvalidInputError", "unless kind='logistic'"),
     ("head-numpy", "RefusalHead(16)(np.zeros((2, 16), dtype=np.float32))", "InvalidInputError", ""),
     ("head-width", "RefusalHead(16)(torch.zeros(2, 32))", "InvalidInputError", "16"),
     ("head-epsilon-nan", "RefusalHead(16, epsilon=float('nan'))", "InvalidInputError", "epsilon"),
@@ -372,6 +374,7 @@ API_CASES = [
     ("fit-config-fpr", "FitConfig(calibrate_fpr=1.0)", "InvalidInputError", "calibrate_fpr"),
     ("fit-config-fraction-nan", "FitConfig(validation_fraction=float('nan'))", "InvalidInputError", "finite"),
     ("fit-config-probe-zero", "FitConfig(probe_layers=0)", "InvalidInputError", "probe_layers"),
+    ("fit-config-refit", "FitConfig(refit_gate='yes')", "InvalidInputError", "refit_gate must be True or False"),
     (
         "fit-unknown-setting",
         "AutoSteer.fit(model, builtin_pairs()[:8], epsilon=0.1)",

@@ -230,7 +230,8 @@ def test_fit_collects_probe_layers_outside_the_candidates(tiny_llava):
     assert outside.layers == reused.layers == (3,)
     prompts = [p.harmful for p in pairs[:4]]
     acts = collect_activations(tiny_llava, prompts, [3], progress=False).values
-    assert torch.allclose(outside.p_harmful(acts), reused.p_harmful(acts), atol=1e-4)
+    # the same activations up to float noise; lbfgs (tolerance 1e-4) stops the two logistic fits a little apart
+    assert torch.allclose(outside.p_harmful(acts), reused.p_harmful(acts), atol=5e-3)
     with pytest.raises(InvalidInputError, match="probe_layers=5 must be between 1 and the 2 candidate layers"):
         AutoSteer.fit(tiny_llava, pairs, candidate_layers=[1, 2], probe_layers=5, **options)
 

@@ -6,12 +6,22 @@ import pytest
 import torch
 
 from autosteer_interp.errors import InvalidInputError
-from autosteer_interp.gate import PART_NAMES, TWINLESS_STYLES, GateData, flagged_by_part, held_out_sides, train_gate
+from autosteer_interp.gate import (
+    PART_NAMES,
+    TWINLESS_STYLES,
+    GateData,
+    flagged_by_part,
+    held_out_sides,
+    refit_gate,
+    train_gate,
+)
+from autosteer_interp.prober import ProberConfig, SafetyProber
 from autosteer_interp.prompts import (
     BENCHMARK_STYLE,
     CONTRAST_STYLE,
     INSTRUCTION_STYLES,
     QUESTION_STYLES,
+    SCENE_STYLE,
     Prompt,
     builtin_borderline,
     builtin_everyday,
@@ -85,6 +95,18 @@ def test_unpaired_harmful_and_benign_requests_are_split_on_their_own():
     assert not texts(rows[0]) & texts(rows[1])  # a request given twice stays on one side
 
 
+def test_builtin_styles_chooses_which_builtin_gate_pairs_join():
+    pairs = builtin_pairs()[:10]
+    data = GateData.build(pairs, builtin_styles=(SCENE_STYLE, CONTRAST_STYLE), wrap=False, seed=0)
+    harmful = {name: texts(data.parts[name].prompts) for name in ("train_harmful", "val_harmful")}
+    chosen = builtin_gate_pairs("train", (SCENE_STYLE, CONTRAST_STYLE))
+    assert harmful["train_harmful"] | harmful["val_harmful"] == {p.harmful.text for p in chosen}
+    assert {p.style for p in chosen} == {SCENE_STYLE, CONTRAST_STYLE}
+    assert data.counts()["train_negatives"] + data.counts()["val_negatives"] > 0  # negatives still join
+    with pytest.raises(InvalidInputError, match="unknown gate-pair styles \\['poetic'\\]"):
+        GateData.build(pairs, builtin_styles=("poetic",))
+
+
 def test_gate_data_without_extras_is_just_the_pairs():
     pairs = builtin_pairs()[:10]
     data = GateData.build(pairs, builtin=False, wrap=False, seed=0)
@@ -132,6 +154,28 @@ def test_train_gate_calibrates_on_the_held_out_negatives_and_reports_every_part(
         train_gate({k: v for k, v in features.items() if k != "val_negatives"}, [4])
 
 
+def test_refit_gate_learns_from_the_held_out_parts_too_and_keeps_the_threshold():
+    features = _synthetic_parts(
+        torch.Generator().manual_seed(2),
+        train_harmful=(40, 1),
+        train_safe=(40, -1),
+        val_harmful=(60, 0.3),  # the held-out rows sit elsewhere: a refit must move the boundary
+        val_safe=(60, -0.3),
+        train_negatives=(20, -1),
+        val_negatives=(20, -0.3),
+    )
+    config = ProberConfig(kind="logistic", weight_decay=1.0)
+    validated, _ = train_gate(features, [4], config, calibrate_fpr=0.1)
+    refit = refit_gate(features, [4], config, validated.threshold)
+    assert refit.threshold == validated.threshold != 0.5 and config.threshold == 0.5  # config left as it was
+    merged = {k: torch.cat([features[f"train_{k}"], features[f"val_{k}"]]) for k in ("harmful", "safe", "negatives")}
+    by_hand = SafetyProber.fit(
+        merged["harmful"], merged["safe"], config=config, layers=[4], extra_negatives=merged["negatives"]
+    )
+    assert torch.equal(refit.net[-1].weight, by_hand.net[-1].weight)
+    assert not torch.equal(refit.net[-1].weight, validated.net[-1].weight)
+
+
 def test_train_gate_calibrates_on_every_held_out_benign_part_without_negatives():
     features = _synthetic_parts(
         torch.Generator().manual_seed(1),
@@ -148,10 +192,11 @@ def test_robustness_families_come_from_the_test_splits():
     held_out = builtin_pairs()[-20:]
     families = robustness_families(held_out)
     assert tuple(families) == FAMILY_ORDER
-    questions = builtin_gate_pairs("test", QUESTION_STYLES)
+    questions = builtin_gate_pairs("test", (*QUESTION_STYLES, SCENE_STYLE))
     instructions = builtin_gate_pairs("test", (*INSTRUCTION_STYLES, BENCHMARK_STYLE))
     contrasts = builtin_gate_pairs("test", (CONTRAST_STYLE,))
     assert texts(families["other_phrasing_harmful"].prompts) == {p.harmful.text for p in questions}
+    assert set(families["other_phrasing_harmful"].groups) == {*QUESTION_STYLES, SCENE_STYLE}
     assert texts(families["instruction_harmful"].prompts) == {p.harmful.text for p in instructions}
     assert set(families["instruction_harmful"].groups) == {*INSTRUCTION_STYLES, BENCHMARK_STYLE}
     assert texts(families["minimal_contrast_harmful"].prompts) == {p.harmful.text for p in contrasts}

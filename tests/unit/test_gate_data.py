@@ -16,6 +16,7 @@ from autosteer_interp.prompts import (
     GATE_STYLES,
     INSTRUCTION_STYLES,
     QUESTION_STYLES,
+    SCENE_STYLE,
     WRAPPER_FAMILIES,
     JailbreakWrapper,
     Prompt,
@@ -124,6 +125,25 @@ def test_benchmark_pairs_pair_a_harmful_task_with_a_harmless_task_in_the_same_te
     assert np.mean([p.harmful.text.split()[0] == p.safe.text.split()[0] for p in pairs]) >= 0.9
 
 
+SCENE_CATEGORIES = {
+    "property_crime",
+    "child_endangerment",
+    "animal_cruelty",
+    "dangerous_driving",
+    "violence",
+    "covert_harm",
+}
+
+
+@pytest.mark.parametrize(("split", "per_category"), [("train", 16), ("test", 8)])
+def test_scene_questions_cover_their_categories_in_the_same_template_on_both_sides(split, per_category):
+    pairs = builtin_gate_pairs(split, (SCENE_STYLE,))
+    assert Counter(p.category for p in pairs) == dict.fromkeys(SCENE_CATEGORIES, per_category)
+    assert all(p.harmful.text.endswith("?") and len(p.harmful.text.split()) <= 30 for p in pairs)
+    # the same opening on both sides (the object in the photo and the question's shape), so only the harm differs
+    assert np.mean([p.harmful.text.split()[:3] == p.safe.text.split()[:3] for p in pairs]) >= 0.9
+
+
 @pytest.mark.parametrize(("split", "per_kind"), [("train", 20), ("test", 10)])
 def test_minimal_contrast_pairs_cover_every_kind(split, per_kind):
     pairs = builtin_gate_pairs(split, (CONTRAST_STYLE,))
@@ -133,7 +153,7 @@ def test_minimal_contrast_pairs_cover_every_kind(split, per_kind):
 
 def test_gate_pairs_keep_every_style_and_refuse_unknown_ones():
     assert {p.style for p in builtin_gate_pairs()} == set(GATE_STYLES)
-    groups = (INSTRUCTION_STYLES, QUESTION_STYLES, (BENCHMARK_STYLE,), (CONTRAST_STYLE,))
+    groups = (INSTRUCTION_STYLES, QUESTION_STYLES, (BENCHMARK_STYLE,), (CONTRAST_STYLE,), (SCENE_STYLE,))
     assert sum(len(builtin_gate_pairs("test", styles)) for styles in groups) == len(builtin_gate_pairs("test"))
     with pytest.raises(InvalidInputError, match="unknown gate-pair styles \\['poetic'\\]"):
         builtin_gate_pairs("train", ["poetic"])
@@ -150,7 +170,7 @@ def test_gate_pairs_are_unique_and_contrastive():
 def test_gate_pair_safe_side_is_a_small_edit_that_keeps_topic_words():
     """On average the harmless twin shares a good part of the harmful request's words."""
     overlaps = []
-    for pair in builtin_gate_pairs(styles=(*QUESTION_STYLES, *INSTRUCTION_STYLES)):
+    for pair in builtin_gate_pairs(styles=(*QUESTION_STYLES, *INSTRUCTION_STYLES, SCENE_STYLE)):
         harmful, safe = set(_norm(pair.harmful.text).split()), set(_norm(pair.safe.text).split())
         overlaps.append(len(harmful & safe) / len(harmful | safe))
     assert np.mean(overlaps) > 0.35
@@ -357,6 +377,27 @@ def test_borderline_set_was_extended_without_touching_the_existing_lines():
     assert {"security_defence", "pest_control", "fiction_writing", "health_medicine"} <= set(categories)
     test = builtin_borderline("test")
     assert [p.text for p in test] == [r["query"] for i, r in enumerate(records) if i % 4 == 3]
+
+
+BORDERLINE_KINDS = {
+    "definitions",
+    "historical_events",
+    "privacy_public_figures",
+    "privacy_fictional",
+    "nonsense_discrimination",
+    "safe_contexts",
+    "figurative_language",
+    "safe_targets",
+}
+
+
+def test_borderline_set_holds_plain_requests_of_every_over_refusal_kind_in_both_splits():
+    """Lines bb-336 on: short harmless requests of the kinds that only sound harmful, 15 per kind."""
+    records = [json.loads(line) for line in _data_lines("borderline_benign.jsonl")][335:]
+    assert Counter(r["category"] for r in records) == dict.fromkeys(BORDERLINE_KINDS, 15)
+    test_kinds = {r["category"] for i, r in enumerate(records, start=335) if i % 4 == 3}
+    assert test_kinds == BORDERLINE_KINDS
+    assert all(r["trigger"].lower() in r["query"].lower() for r in records)
 
 
 def test_borderline_requests_are_not_gate_requests():

@@ -185,3 +185,29 @@ def test_balanced_classes_raise_recall_of_the_rare_class():
     plain = SafetyProber.fit(rare, safe, config=ProberConfig(kind="logistic"))
     balanced = SafetyProber.fit(rare, safe, config=ProberConfig(kind="logistic", balance_classes=True))
     assert balanced.evaluate(harmful[40:], safe[:100]).tpr > plain.evaluate(harmful[40:], safe[:100]).tpr
+
+
+def test_bagged_logistic_probe_is_one_seeded_linear_probe_near_the_plain_fit(tmp_path):
+    harmful, safe = separable(n=120, shift=0.4, seed=5)
+    config = ProberConfig(kind="logistic", weight_decay=10.0, bagging=4, validation_fraction=0.1)
+    bagged = SafetyProber.fit(harmful, safe, config=config)
+    single = SafetyProber.fit(
+        harmful, safe, config=ProberConfig(kind="logistic", weight_decay=10.0, validation_fraction=0.1)
+    )
+    assert len(bagged.net) == 1  # still one linear layer: as fast as one probe
+    w_bag, w_one = bagged.net[-1].weight[1], single.net[-1].weight[1]
+    assert not torch.allclose(w_bag, w_one)  # the resampled members moved it ...
+    assert torch.nn.functional.cosine_similarity(w_bag, w_one, dim=0) > 0.9  # ... but not its direction
+    assert bagged.evaluate(harmful, safe).auroc > 0.9
+    assert SafetyProber.fit(harmful, safe, config=config).net[-1].weight.equal(bagged.net[-1].weight)  # seeded
+    bagged.save(tmp_path / "bag")
+    assert SafetyProber.load(tmp_path / "bag").config.bagging == 4
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({"bagging": 0}, "bagging=0 is invalid"), ({"bagging": 3}, "bagging=3 is invalid.*unless kind='logistic'")],
+)
+def test_bagging_is_checked_on_construction(fields, message):
+    with pytest.raises(InvalidInputError, match=message):
+        ProberConfig(**fields)

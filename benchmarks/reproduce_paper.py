@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         prober_config=ProberConfig(),  # the paper's MLP (the library's default gate is a logistic probe)
         builtin_gate_data=False,  # the paper trains the prober on the VLSafe pairs only
         wrap_pairs=False,
+        refit_gate=False,  # the paper's prober is the one it validated
         batch_size=args.batch_size,
         progress=not args.dry_run,
     ).with_threshold(PAPER["threshold"])

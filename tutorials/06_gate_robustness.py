@@ -80,7 +80,8 @@ print("best layer", sas.best_layer, "| top-3", top3)
 #
 # * **paper**: the fitting pairs only, on the best layer;
 # * **default**: the fitting pairs **plus** our gate pairs (questions in 11 harm categories and six phrasing
-#   styles, benchmark-style instructions, minimal contrasts; each with a minimally edited harmless twin),
+#   styles, benchmark-style instructions, minimal contrasts, questions about a photo's objects; each with a
+#   minimally edited harmless twin),
 #   jailbreak-wrapped copies of some pairs (both sides wrapped, so the wrapper is never the signal), everyday
 #   instructions and borderline-benign negatives. `builtin=True` adds all of these at once (what `AutoSteer.fit`
 #   does, leaving out the instructions' plain twins, with a logistic gate on a spread of layers); here a few of

@@ -79,8 +79,7 @@ class ProberConfig:
         balance_classes: Weight the loss so that both classes count equally (for unbalanced training data).
         bagging: ``"logistic"`` only: fit this many probes, the first on the training data and the others on
             seeded bootstrap resamples of it, and keep their mean weights and bias (the mean of their logits: one
-            linear probe, as fast as one). Steadies a probe whose decisions on requests near the boundary move
-            with which rows it was trained on. ``1``: one fit.
+            linear probe, as fast as one), for a probe whose decisions move with its training rows. ``1``: one fit.
     """
 
     kind: ProberKind = "mlp"

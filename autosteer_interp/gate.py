@@ -38,6 +38,7 @@ from .errors import InvalidInputError
 from .prober import ProberConfig, ProberMetrics, SafetyProber
 from .prompts import (
     INSTRUCTION_STYLES,
+    TASK_STYLE,
     Prompt,
     PromptFormat,
     PromptPair,
@@ -82,13 +83,13 @@ class GatePart:
         return [getattr(pairs[i], self.side) for i in self.pair_rows] + self.prompts
 
 
-TWINLESS_STYLES: tuple[str, ...] = INSTRUCTION_STYLES
+TWINLESS_STYLES: tuple[str, ...] = (*INSTRUCTION_STYLES, TASK_STYLE)
 """Built-in gate-pair styles whose plain harmless twins the default gate does not train on.
 
 A twin of a benchmark-style instruction ("Write a message warning parents how gangs recruit ...") differs from its
 harmful side by a few words; trained on, these twins pull the boundary onto blunt benchmark requests and cost
-held-out HarmBench detection at the same everyday false-alarm rate (``benchmarks/eval_gate_default.py``). The
-harmful sides stay; the wrapped copies keep both sides (so a wrapper is never the signal); the question-style,
+held-out HarmBench detection at the same everyday false-alarm rate (``benchmarks/eval_gate_default.py``); the
+``task`` pairs (:data:`~autosteer_interp.prompts.TASK_STYLE`) were measured the same way. The harmful sides stay; the wrapped copies keep both sides (so a wrapper is never the signal); the question-style,
 minimal-contrast and ``benchmark`` pairs (whose harmless side is another task in the same template) keep their
 twins; every twin is in the TEST families (``plain_benign``), where its false alarms are reported."""
 

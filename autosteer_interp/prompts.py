@@ -46,6 +46,7 @@ __all__ = [
     "PROMPT_FORMATS",
     "QUESTION_STYLES",
     "SCENE_STYLE",
+    "TASK_STYLE",
     "WRAPPER_FAMILIES",
     "JailbreakWrapper",
     "Prompt",
@@ -93,6 +94,12 @@ CONTRAST_STYLE = "minimal_contrast"
 #: endangerment, animal cruelty, dangerous driving, violence with everyday objects, covert harm.
 SCENE_STYLE = "scene_question"
 
+#: Blunt benchmark-style tasks over the benchmarks' categories, including the ones the other styles hold few of
+#: (document and immigration fraud, evading the law, environmental and labour crime, extortion, dangerous "expert"
+#: advice, election tampering, gambling harm, cults), each with a harmless task that keeps its opening verb. The
+#: gate trains on their harmful sides only (:data:`~autosteer_interp.gate.TWINLESS_STYLES`).
+TASK_STYLE = "task"
+
 #: Every phrasing style of the gate pairs.
 GATE_STYLES: tuple[str, ...] = (
     *QUESTION_STYLES,
@@ -100,6 +107,7 @@ GATE_STYLES: tuple[str, ...] = (
     BENCHMARK_STYLE,
     CONTRAST_STYLE,
     SCENE_STYLE,
+    TASK_STYLE,
 )
 
 #: Families of the jailbreak wrappers (:func:`jailbreak_wrappers`); the last two appear only in the test split.
@@ -531,7 +539,7 @@ def _data_records(name: str) -> tuple[Path, list[tuple[int, dict[str, Any]]]]:
 def builtin_gate_pairs(split: str = "all", styles: Sequence[str] | None = None) -> list[PromptPair]:
     """The project's contrastive pairs for training and testing the gate (requests only).
 
-    Written for this library, in four groups of phrasing styles (:data:`GATE_STYLES`):
+    Written for this library, in groups of phrasing styles (:data:`GATE_STYLES`):
 
     * :data:`QUESTION_STYLES`: harm categories VLSafe barely covers (sexual content, hate and harassment,
       self-harm, weapons, cybercrime, fraud, privacy invasion, drugs, violence, extremism, misinformation), each
@@ -545,7 +553,9 @@ def builtin_gate_pairs(split: str = "all", styles: Sequence[str] | None = None) 
     * :data:`SCENE_STYLE`: short questions about what a photo shows ("How to use the ... in this picture to
       ...?"), VLSafe's phrasing, over property crime (arson first), child endangerment, animal cruelty,
       dangerous driving, violence with everyday objects and covert harm: the harms a gate trained on the
-      broader data missed most in VLSafe's own training pairs (out-of-fold).
+      broader data missed most in VLSafe's own training pairs (out-of-fold);
+    * :data:`BENCHMARK_STYLE` and :data:`TASK_STYLE`: benchmark-style tasks, each paired with a harmless task in
+      the same template.
 
     The harmless side is a minimal edit of the harmful side that keeps its topic words where possible, so a
     prober must learn the intent, not the vocabulary. The test split shares no request with the training split

@@ -49,6 +49,7 @@ from .prompts import (
     INSTRUCTION_STYLES,
     QUESTION_STYLES,
     SCENE_STYLE,
+    TASK_STYLE,
     Prompt,
     PromptPair,
     builtin_borderline,
@@ -118,7 +119,7 @@ def robustness_families(
     if split not in ("train", "test"):
         raise InvalidInputError(f"split must be 'train' or 'test', got {split!r}.")
     questions = builtin_gate_pairs(split, (*QUESTION_STYLES, SCENE_STYLE))
-    instructions = builtin_gate_pairs(split, (*INSTRUCTION_STYLES, BENCHMARK_STYLE))
+    instructions = builtin_gate_pairs(split, (*INSTRUCTION_STYLES, BENCHMARK_STYLE, TASK_STYLE))
     contrasts = builtin_gate_pairs(split, (CONTRAST_STYLE,))
     pairs = list(in_distribution or []) + questions + instructions
     wrapped = pairs + contrasts

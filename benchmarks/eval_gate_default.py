@@ -5,14 +5,17 @@ first VLSafe pairs (all but the last 400, after deduplication) plus its gate dat
 nothing in fitting or calibration saw:
 
 * ``vlsafe_harmful`` / ``vlsafe_safe``: the last 400 VLSafe pairs;
-* ``harmbench_val``: HarmBench's validation behaviours (``refusal_direction/harmful_val.json``);
+* ``harmbench_val``: HarmBench's validation behaviours (``refusal_direction/harmful_val.json``, 36);
+* ``advbench_mi_tdc``: AdvBench, MaliciousInstruct and TDC2023 behaviours (``refusal_direction/harmful_train.json``,
+  244): unseen by every candidate but the one that adds them as user instruction sets;
 * ``alpaca_val``: 500 held-out Alpaca instructions (``refusal_direction/harmless_val.json``);
 * the built-in robustness families (TEST splits): other phrasings, benchmark-style instructions, minimal
   contrasts, jailbreak-wrapped requests, harmless twins, borderline requests, everyday instructions.
 
 "new data" is the built-in gate data as ``GateData`` builds it (the instruction pairs' plain twins left out, see
 ``gate.TWINLESS_STYLES``); the stop-19 candidate passes the same data with those twins and without the
-scene-question pairs (``prompts.SCENE_STYLE``), the stop-20 default is one logistic probe without those pairs.
+scene-question and task pairs (``prompts.SCENE_STYLE``, ``prompts.TASK_STYLE``), the stop-20 default is one
+logistic probe without those pairs, the stop-21 default is today's recipe without the task pairs.
 The default ``fit`` is the candidate marked "(the default)" at threshold 0.5: 8 bagged logistic probes, refit on
 every part of the gate data once validated (``fit``'s ``refit_gate``). ``--seed`` is the gate data's seed (split
 and wrapping), as ``fit``'s ``seed``; the figures move with it, so compare candidates over several seeds.
@@ -50,6 +53,7 @@ from autosteer_interp.prompts import (  # noqa: E402
     GATE_STYLES,
     QUESTION_STYLES,
     SCENE_STYLE,
+    TASK_STYLE,
     Prompt,
     builtin_borderline,
     builtin_everyday,
@@ -76,7 +80,8 @@ def candidates(user_harmful, user_benign):
     spread, logistic = list(range(8, 27, 2)), {"kind": "logistic", "weight_decay": 100.0}
     default = dataclasses.asdict(DEFAULT_GATE_PROBER)
     single = default | {"bagging": 1}
-    before_scene = tuple(style for style in GATE_STYLES if style != SCENE_STYLE)
+    before_scene = tuple(style for style in GATE_STYLES if style not in (SCENE_STYLE, TASK_STYLE))
+    before_tasks = tuple(style for style in GATE_STYLES if style != TASK_STYLE)
     with_twins = dict(
         builtin=False,
         gate_pairs=builtin_gate_pairs("train", before_scene),
@@ -107,6 +112,11 @@ def candidates(user_harmful, user_benign):
             spread,
             single,
         ),
+        "stop-21 default: new data without the task pairs, bagged x8, refit on all": (
+            {"builtin_styles": before_tasks},
+            spread,
+            default | {"refit": True},
+        ),
     }
 
 
@@ -115,6 +125,7 @@ def families(data: Path, held_out_pairs):
     found = robustness_families(held_out_pairs)
     found["vlsafe_safe"] = GateFamily([p.safe for p in held_out_pairs], False)
     found["harmbench_val"] = GateFamily(instructions(rd / "harmful_val.json"), True)
+    found["advbench_mi_tdc"] = GateFamily(instructions(rd / "harmful_train.json"), True)
     found["alpaca_val"] = GateFamily(instructions(rd / "harmless_val.json"), False)
     found["vlsafe_harmful"] = found.pop("in_distribution_harmful")
     return found

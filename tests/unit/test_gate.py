@@ -22,6 +22,7 @@ from autosteer_interp.prompts import (
     INSTRUCTION_STYLES,
     QUESTION_STYLES,
     SCENE_STYLE,
+    TASK_STYLE,
     Prompt,
     builtin_borderline,
     builtin_everyday,
@@ -56,6 +57,7 @@ def test_gate_data_uses_training_splits_only_and_keeps_pairs_whole():
     assert counts["train_harmful"] + counts["val_harmful"] == n_pairs
     assert counts["val_harmful"] == round(0.2 * 50) + round(0.2 * len(builtin_gate_pairs("train")))
     twins = {p.safe.text: p.harmful.text for p in builtin_gate_pairs("train", TWINLESS_STYLES)}
+    assert {p.style for p in builtin_gate_pairs("train", TWINLESS_STYLES)} == {*INSTRUCTION_STYLES, TASK_STYLE}
     for stage in ("train", "val"):  # both sides of a pair, and its wrapped copies, are on the same side of the split
         # the instruction-style pairs train the gate without their plain twins (TWINLESS_STYLES) ...
         assert not every[f"{stage}_safe"] & set(twins)
@@ -193,12 +195,12 @@ def test_robustness_families_come_from_the_test_splits():
     families = robustness_families(held_out)
     assert tuple(families) == FAMILY_ORDER
     questions = builtin_gate_pairs("test", (*QUESTION_STYLES, SCENE_STYLE))
-    instructions = builtin_gate_pairs("test", (*INSTRUCTION_STYLES, BENCHMARK_STYLE))
+    instructions = builtin_gate_pairs("test", (*INSTRUCTION_STYLES, BENCHMARK_STYLE, TASK_STYLE))
     contrasts = builtin_gate_pairs("test", (CONTRAST_STYLE,))
     assert texts(families["other_phrasing_harmful"].prompts) == {p.harmful.text for p in questions}
     assert set(families["other_phrasing_harmful"].groups) == {*QUESTION_STYLES, SCENE_STYLE}
     assert texts(families["instruction_harmful"].prompts) == {p.harmful.text for p in instructions}
-    assert set(families["instruction_harmful"].groups) == {*INSTRUCTION_STYLES, BENCHMARK_STYLE}
+    assert set(families["instruction_harmful"].groups) == {*INSTRUCTION_STYLES, BENCHMARK_STYLE, TASK_STYLE}
     assert texts(families["minimal_contrast_harmful"].prompts) == {p.harmful.text for p in contrasts}
     n_pairs = 20 + len(questions) + len(instructions)
     assert len(families["plain_benign"].prompts) == n_pairs

@@ -17,6 +17,7 @@ from autosteer_interp.prompts import (
     INSTRUCTION_STYLES,
     QUESTION_STYLES,
     SCENE_STYLE,
+    TASK_STYLE,
     WRAPPER_FAMILIES,
     JailbreakWrapper,
     Prompt,
@@ -125,6 +126,14 @@ def test_benchmark_pairs_pair_a_harmful_task_with_a_harmless_task_in_the_same_te
     assert np.mean([p.harmful.text.split()[0] == p.safe.text.split()[0] for p in pairs]) >= 0.9
 
 
+@pytest.mark.parametrize(("split", "n_pairs"), [("train", 116), ("test", 58)])
+def test_task_pairs_cover_the_benchmarks_categories_with_a_harmless_task_of_the_same_opening(split, n_pairs):
+    pairs = builtin_gate_pairs(split, (TASK_STYLE,))
+    assert len(pairs) == n_pairs and {p.category for p in pairs} == INSTRUCTION_CATEGORIES
+    assert all(p.harmful.text.split()[0] == p.safe.text.split()[0] for p in pairs)
+    assert len(Counter(p.harmful.text.split()[0] for p in pairs)) >= 8  # not one template
+
+
 SCENE_CATEGORIES = {
     "property_crime",
     "child_endangerment",
@@ -153,7 +162,7 @@ def test_minimal_contrast_pairs_cover_every_kind(split, per_kind):
 
 def test_gate_pairs_keep_every_style_and_refuse_unknown_ones():
     assert {p.style for p in builtin_gate_pairs()} == set(GATE_STYLES)
-    groups = (INSTRUCTION_STYLES, QUESTION_STYLES, (BENCHMARK_STYLE,), (CONTRAST_STYLE,), (SCENE_STYLE,))
+    groups = (INSTRUCTION_STYLES, QUESTION_STYLES, (BENCHMARK_STYLE,), (CONTRAST_STYLE,), (SCENE_STYLE,), (TASK_STYLE,))
     assert sum(len(builtin_gate_pairs("test", styles)) for styles in groups) == len(builtin_gate_pairs("test"))
     with pytest.raises(InvalidInputError, match="unknown gate-pair styles \\['poetic'\\]"):
         builtin_gate_pairs("train", ["poetic"])

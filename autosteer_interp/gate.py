@@ -88,10 +88,12 @@ TWINLESS_STYLES: tuple[str, ...] = (*INSTRUCTION_STYLES, TASK_STYLE)
 
 A twin of a benchmark-style instruction ("Write a message warning parents how gangs recruit ...") differs from its
 harmful side by a few words; trained on, these twins pull the boundary onto blunt benchmark requests and cost
-held-out HarmBench detection at the same everyday false-alarm rate (``benchmarks/eval_gate_default.py``); the
-``task`` pairs (:data:`~autosteer_interp.prompts.TASK_STYLE`) were measured the same way. The harmful sides stay; the wrapped copies keep both sides (so a wrapper is never the signal); the question-style,
-minimal-contrast and ``benchmark`` pairs (whose harmless side is another task in the same template) keep their
-twins; every twin is in the TEST families (``plain_benign``), where its false alarms are reported."""
+held-out HarmBench detection at the same everyday false-alarm rate (``benchmarks/eval_gate_default.py``). The
+``task`` pairs (:data:`~autosteer_interp.prompts.TASK_STYLE`) measured the same: with their twins, HarmBench
+validation 86.1-94.4% over seeds 0-2; without, 94.4-97.2%. The harmful sides stay; the wrapped copies keep both
+sides (so a wrapper is never the signal); the question-style, minimal-contrast and ``benchmark`` pairs (whose
+harmless side is another task in the same template) keep their twins; every twin is in the TEST families
+(``plain_benign``), where its false alarms are reported."""
 
 PART_NAMES = tuple(
     f"{stage}_{kind}"

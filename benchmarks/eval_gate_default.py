@@ -15,7 +15,7 @@ nothing in fitting or calibration saw:
 "new data" is the built-in gate data as ``GateData`` builds it (the instruction pairs' plain twins left out, see
 ``gate.TWINLESS_STYLES``); the stop-19 candidate passes the same data with those twins and without the
 scene-question and task pairs (``prompts.SCENE_STYLE``, ``prompts.TASK_STYLE``), the stop-20 default is one
-logistic probe without those pairs, the stop-21 default is today's recipe without the task pairs.
+logistic probe without those pairs, the stop-21 default is the default's recipe without the task pairs.
 The default ``fit`` is the candidate marked "(the default)" at threshold 0.5: 8 bagged logistic probes, refit on
 every part of the gate data once validated (``fit``'s ``refit_gate``). ``--seed`` is the gate data's seed (split
 and wrapping), as ``fit``'s ``seed``; the figures move with it, so compare candidates over several seeds.

@@ -126,7 +126,7 @@ def test_benchmark_pairs_pair_a_harmful_task_with_a_harmless_task_in_the_same_te
     assert np.mean([p.harmful.text.split()[0] == p.safe.text.split()[0] for p in pairs]) >= 0.9
 
 
-@pytest.mark.parametrize(("split", "n_pairs"), [("train", 116), ("test", 58)])
+@pytest.mark.parametrize(("split", "n_pairs"), [("train", 200), ("test", 100)])
 def test_task_pairs_cover_the_benchmarks_categories_with_a_harmless_task_of_the_same_opening(split, n_pairs):
     pairs = builtin_gate_pairs(split, (TASK_STYLE,))
     assert len(pairs) == n_pairs and {p.category for p in pairs} == INSTRUCTION_CATEGORIES
@@ -424,11 +424,14 @@ def test_everyday_file_parses_with_the_documented_fields_and_splits():
     assert all(set(r) == {"id", "category", "split", "text"} for r in records)
     assert [r["id"] for r in records] == [f"ev-{i:03d}" for i in range(1, len(records) + 1)]
     cells = Counter((r["category"], r["split"]) for r in records)
-    assert len({c for c, _ in cells}) == 21
-    assert {n for (c, _), n in cells.items() if c != "short_tasks"} == {10, 20}  # 20 topics, 20 train + 10 test
+    assert len({c for c, _ in cells}) == 22
+    topics = {n for (c, _), n in cells.items() if c not in ("short_tasks", "harmless_constraints")}
+    assert topics == {10, 20}  # 20 topics, 20 train + 10 test
     assert (cells["short_tasks", "train"], cells["short_tasks", "test"]) == (95, 47)  # short Alpaca-like tasks
+    # benchmark templates with a harmless "without ..." constraint, the shape of evasion requests
+    assert (cells["harmless_constraints", "train"], cells["harmless_constraints", "test"]) == (21, 10)
     assert [p.text for p in builtin_everyday("test")] == [r["text"] for r in records if r["split"] == "test"]
-    assert len(builtin_everyday("train")) == 495 and len(builtin_everyday()) == 742
+    assert len(builtin_everyday("train")) == 516 and len(builtin_everyday()) == 773
     texts = [_norm(r["text"]) for r in records]
     assert len(set(texts)) == len(texts)
 

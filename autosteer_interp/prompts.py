@@ -96,8 +96,9 @@ SCENE_STYLE = "scene_question"
 
 #: Blunt benchmark-style tasks over the benchmarks' categories, including the ones the other styles hold few of
 #: (document and immigration fraud, evading the law, environmental and labour crime, extortion, dangerous "expert"
-#: advice, election tampering, gambling harm, cults), each with a harmless task that keeps its opening verb. The
-#: gate trains on their harmful sides only (:data:`~autosteer_interp.gate.TWINLESS_STYLES`).
+#: advice, election tampering, gambling harm, cults) and tasks framed as concealment or evasion ("... without
+#: being detected", "... and cover my tracks"), each with a harmless task that keeps its opening verb. The gate
+#: trains on their harmful sides only (:data:`~autosteer_interp.gate.TWINLESS_STYLES`).
 TASK_STYLE = "task"
 
 #: Every phrasing style of the gate pairs.

@@ -22,6 +22,7 @@ from typing import Any
 
 from .demo import DEMO_MODEL
 from .errors import AutosteerError, InvalidInputError
+from .gate import GateWeights
 from .prompts import (
     Prompt,
     PromptPair,
@@ -292,6 +293,8 @@ def _check_fit_numbers(args: argparse.Namespace) -> None:
     non_negative_int(args.max_wrapped, "--max-wrapped")
     if args.probe_layers is not None:
         positive_int(args.probe_layers, "--probe-layers")
+    finite_number(args.pair_weight, "--pair-weight", low=0, low_open=True)
+    finite_number(args.negative_weight, "--negative-weight", low=0, low_open=True)
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -339,6 +342,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         builtin_gate_data=not args.no_gate_data,
         wrap_pairs=args.max_wrapped > 0,
         max_wrapped=args.max_wrapped or None,
+        gate_weights=GateWeights(args.pair_weight, args.negative_weight),
         batch_size=args.batch_size,
         progress=not args.quiet,
         prompt_format=args.prompt_format,
@@ -359,6 +363,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "prompt_format": steer.prompt_format,
         "builtin_gate_data": not args.no_gate_data,
         "max_wrapped": args.max_wrapped,
+        "gate_weights": {"user_pairs": args.pair_weight, "negatives": args.negative_weight},
         "gate_harmful": args.gate_harmful or [],
         "gate_benign": args.gate_benign or [],
         **summary.to_dict(),
@@ -679,6 +684,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--gate-benign", action="append", help="more benign requests for the gate, [LOADER:]FILE (repeatable)"
+    )
+    defaults = GateWeights()
+    fit.add_argument(
+        "--pair-weight",
+        type=float,
+        default=defaults.user_pairs,
+        help=f"how much the --pairs count in the gate's loss (default {defaults.user_pairs:g}; 1: unweighted)",
+    )
+    fit.add_argument(
+        "--negative-weight",
+        type=float,
+        default=defaults.negatives,
+        help=f"how much everyday, borderline and --gate-benign requests count (default {defaults.negatives:g})",
     )
     fit.add_argument(
         "--probe-layers",

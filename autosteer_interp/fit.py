@@ -29,7 +29,7 @@ from .activations import TokenCache, cache_lm_head_inputs, collect_activations
 from .architectures import resolve, unwrap
 from .benchmark_data import BenchmarkSet
 from .errors import InvalidInputError
-from .gate import GateData, flagged_by_part, refit_gate, train_gate
+from .gate import GateData, GateWeights, flagged_by_part, refit_gate, train_gate
 from .prober import ProberConfig, ProberMetrics
 from .prompts import (
     Prompt,
@@ -105,6 +105,9 @@ class FitConfig:
             150 requests, too few for a stable 2-3% quantile, so calibrate on your own (larger) ``gate_benign``.
         validation_fraction: Share of the gate data (whole pairs, with their wrapped copies) held out for
             validation and calibration.
+        gate_weights: How much the user's pairs and the everyday and borderline negatives count in the gate's
+            loss (:class:`~autosteer_interp.gate.GateWeights`; default 2 and 3, every other row 1;
+            ``GateWeights(1, 1)``: unweighted).
         refit_gate: Once validated (and calibrated) on the held-out part, train the gate that runs on all of the
             gate data, held-out part included (:func:`~autosteer_interp.gate.refit_gate`); the summary's
             validation figures stay those of the recipe trained without the held-out part. ``False``: the gate
@@ -126,6 +129,7 @@ class FitConfig:
     max_wrapped: int | None = 512
     calibrate_fpr: float | None = None
     validation_fraction: float = 0.2
+    gate_weights: GateWeights = GateWeights()
     refit_gate: bool = True
     gate_mode: Literal["prefill", "every_step"] = "prefill"
     prompt_format: PromptFormat = "chat"
@@ -138,6 +142,8 @@ class FitConfig:
         if self.calibrate_fpr is not None:
             finite_number(self.calibrate_fpr, "calibrate_fpr", 0, 1, high_open=True)
         check_prompt_format(self.prompt_format)
+        if not isinstance(self.gate_weights, GateWeights):
+            raise InvalidInputError(f"gate_weights must be a GateWeights, got {type(self.gate_weights).__name__}.")
         if self.gate_mode not in ("prefill", "every_step"):
             raise InvalidInputError(f"gate_mode must be 'prefill' or 'every_step', got {self.gate_mode!r}.")
         positive_int(self.batch_size, "batch_size")
@@ -272,11 +278,12 @@ def fit_autosteer(
         gate_harmful,
     )
     x = data.features(model, pairs, gate_layers, batch_size, progress, (harmful, safe), prompt_format)
+    weights = data.row_weights(config.gate_weights)
     prober_config = config.prober_config or DEFAULT_GATE_PROBER
-    prober, validation = train_gate(x, gate_layers, prober_config, config.calibrate_fpr, model)
+    prober, validation = train_gate(x, gate_layers, prober_config, config.calibrate_fpr, model, weights)
     flagged = flagged_by_part(prober, x)
     if config.refit_gate:
-        prober = refit_gate(x, gate_layers, prober_config, prober.threshold, model)
+        prober = refit_gate(x, gate_layers, prober_config, prober.threshold, model, weights)
     seconds["gate"] = time.perf_counter() - start
 
     start = time.perf_counter()

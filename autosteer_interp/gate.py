@@ -25,6 +25,7 @@ Example:
 """
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ __all__ = [
     "TWINLESS_STYLES",
     "GateData",
     "GatePart",
+    "GateWeights",
     "flagged_by_part",
     "held_out_sides",
     "refit_gate",
@@ -94,6 +96,32 @@ validation 86.1-94.4% over seeds 0-2; without, 94.4-97.2%. The harmful sides sta
 sides (so a wrapper is never the signal); the question-style, minimal-contrast and ``benchmark`` pairs (whose
 harmless side is another task in the same template) keep their twins; every twin is in the TEST families
 (``plain_benign``), where its false alarms are reported."""
+
+
+@dataclass(frozen=True)
+class GateWeights:
+    """How much each source of gate data counts in the gate's loss; every other row counts 1.
+
+    Attributes:
+        user_pairs: The user's own contrastive pairs (both sides; not their wrapped copies): the distribution
+            the gate is deployed on.
+        negatives: The everyday and borderline requests (built-in and ``gate_benign``): the false alarms users
+            meet, which the gate data holds far fewer of than pairs.
+
+    The default (2, 3) was chosen on held-out sets over split seeds 0-3 (``benchmarks/eval_gate_default.py``):
+    unweighted, the gate missed VLSafe harmful >= 98% and everyday false alarms <= 2% by a request or two; the
+    weights move both, at the same HarmBench detection. ``GateWeights(1, 1)`` is the unweighted gate.
+    """
+
+    user_pairs: float | int = 2.0
+    negatives: float | int = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("user_pairs", "negatives"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise InvalidInputError(f"GateWeights.{name} must be a finite number > 0, got {value!r}.")
+
 
 PART_NAMES = tuple(
     f"{stage}_{kind}"
@@ -239,6 +267,14 @@ class GateData:
         """Number of prompts per part."""
         return {name: len(part) for name, part in self.parts.items()}
 
+    def row_weights(self, weights: GateWeights) -> dict[str, Tensor]:
+        """Part name -> ``[n]`` loss weights, row for row as :meth:`features` lays the part out."""
+        rows = {}
+        for name, part in self.parts.items():
+            other = weights.negatives if name.endswith("_negatives") else 1.0
+            rows[name] = torch.tensor([weights.user_pairs] * len(part.pair_rows) + [other] * len(part.prompts))
+        return rows
+
 
 def train_gate(
     features: Mapping[str, Tensor],
@@ -246,6 +282,7 @@ def train_gate(
     config: ProberConfig | None = None,
     calibrate_fpr: float | None = None,
     model: Any = None,
+    weights: Mapping[str, Tensor] | None = None,
 ) -> tuple[SafetyProber, ProberMetrics]:
     """Train the prober on the training parts; calibrate and validate on the held-out parts.
 
@@ -258,12 +295,15 @@ def train_gate(
             borderline requests, ``val_negatives``) is flagged; of every held-out benign request when there are
             fewer than 2 negatives.
         model: The model the activations came from (recorded as provenance).
+        weights: Part name -> ``[n]`` loss weights of its rows (:meth:`GateData.row_weights`); ``None``: every
+            row counts 1.
 
     Returns:
         The prober and its metrics on the held-out parts (at the final threshold).
 
     Raises:
-        InvalidInputError: If a part is missing or ``calibrate_fpr`` is outside ``[0, 1)``.
+        InvalidInputError: If a part is missing, ``calibrate_fpr`` is outside ``[0, 1)`` or a part's weights do
+            not have one value per row.
     """
     missing = [name for name in PART_NAMES if name not in features]
     if missing:
@@ -271,7 +311,8 @@ def train_gate(
     if calibrate_fpr is not None and not 0 <= calibrate_fpr < 1:
         raise InvalidInputError(f"calibrate_fpr must be in [0, 1), got {calibrate_fpr!r}.")
 
-    prober = _fit_training_parts(features, layers, config, model)
+    _check_weights(features, weights)
+    prober = _fit_training_parts(features, layers, config, model, weights)
     held = held_out_sides(features)
     if calibrate_fpr is not None:
         negatives = features["val_negatives"]
@@ -285,6 +326,7 @@ def refit_gate(
     config: ProberConfig | None,
     threshold: float,
     model: Any = None,
+    weights: Mapping[str, Tensor] | None = None,
 ) -> SafetyProber:
     """Train the deployed prober on every part, training and held-out, once :func:`train_gate` has validated.
 
@@ -299,33 +341,64 @@ def refit_gate(
         config: Prober settings (those :func:`train_gate` used).
         threshold: The decision threshold to keep.
         model: The model the activations came from (recorded as provenance).
+        weights: Part name -> row weights, as for :func:`train_gate`.
 
     Returns:
         The prober trained on ``train_`` and ``val_`` parts together.
+
+    Raises:
+        InvalidInputError: If a part's weights do not have one value per row.
     """
+    _check_weights(features, weights)
     trained = [name for name in PART_NAMES if name.startswith("train_")]
-    merged = {name: torch.cat([features[name], features["val_" + name.removeprefix("train_")]]) for name in trained}
+
+    def merge(parts: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {name: torch.cat([parts[name], parts["val_" + name.removeprefix("train_")]]) for name in trained}
+
     config = copy.deepcopy(config) if config is not None else ProberConfig()
     config.threshold = threshold
-    return _fit_training_parts(merged, layers, config, model)
+    return _fit_training_parts(merge(features), layers, config, model, merge(weights) if weights else None)
+
+
+def _check_weights(features: Mapping[str, Tensor], weights: Mapping[str, Tensor] | None) -> None:
+    """Every part's weights have one value per row of its features (``None``: nothing to check)."""
+    if weights is None:
+        return
+    wrong = {name: (len(weights.get(name, ())), len(features[name])) for name in PART_NAMES}
+    wrong = {name: sizes for name, sizes in wrong.items() if sizes[0] != sizes[1]}
+    if wrong:
+        raise InvalidInputError(f"gate weights need one value per row of each part; (weights, rows): {wrong}.")
 
 
 def _fit_training_parts(
-    features: Mapping[str, Tensor], layers: Sequence[int], config: ProberConfig | None, model: Any
+    features: Mapping[str, Tensor],
+    layers: Sequence[int],
+    config: ProberConfig | None,
+    model: Any,
+    weights: Mapping[str, Tensor] | None = None,
 ) -> SafetyProber:
     """The prober fitted on the ``train_`` parts of ``features`` (harmful, wrapped, extra; their negatives)."""
-
-    def optional(name: str) -> Tensor | None:
-        return features[name] if len(features[name]) >= 2 else None
-
+    inputs = {
+        "harmful": ("train_harmful", "train_wrapped_harmful"),
+        "safe": ("train_safe", "train_wrapped_safe"),
+        "extra_negatives": ("train_negatives",),
+        "extra_harmful": ("train_extra_harmful",),
+    }
+    stacked = {name: torch.cat([features[part] for part in parts]) for name, parts in inputs.items()}
+    for name in ("extra_negatives", "extra_harmful"):
+        if len(stacked[name]) < 2:
+            del stacked[name]
+    row_weights = None
+    if weights is not None:
+        row_weights = {name: torch.cat([weights[part] for part in inputs[name]]) for name in stacked}
     return SafetyProber.fit(
-        torch.cat([features["train_harmful"], features["train_wrapped_harmful"]]),
-        torch.cat([features["train_safe"], features["train_wrapped_safe"]]),
+        stacked.pop("harmful"),
+        stacked.pop("safe"),
         config=config,
         layers=list(layers),
-        extra_negatives=optional("train_negatives"),
         model=model,
-        extra_harmful=optional("train_extra_harmful"),
+        sample_weights=row_weights,
+        **stacked,
     )
 
 

@@ -24,10 +24,10 @@ Example:
 import copy
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -310,6 +310,7 @@ class SafetyProber(nn.Module):
         extra_negatives: Tensor | LayerActivations | None = None,
         model: Any = None,
         extra_harmful: Tensor | LayerActivations | None = None,
+        sample_weights: Mapping[str, Tensor] | None = None,
     ) -> "SafetyProber":
         """Train a prober on harmful vs. safe activations.
 
@@ -327,12 +328,18 @@ class SafetyProber(nn.Module):
             extra_negatives: More harmless activations (label 0), same layout.
             model: Optional model the activations came from, recorded as provenance for :meth:`save`.
             extra_harmful: More harmful activations without twins (label 1), same layout.
+            sample_weights: How much each row counts in the loss, by argument name (:data:`WEIGHTED_INPUTS`):
+                ``{"extra_negatives": torch.full((n,), 3.0)}`` makes those ``n`` rows count three times. Each value
+                is ``[n]`` finite weights > 0 for that argument's rows; arguments not named weigh 1. The weights
+                of the training rows are rescaled to mean 1, so ``weight_decay`` keeps its strength; the
+                validation loss is weighted the same way.
 
         Returns:
             The prober with the best validation-loss epoch restored; ``history`` holds the losses.
 
         Raises:
-            InvalidInputError: If shapes disagree or a class has fewer than 2 samples.
+            InvalidInputError: If shapes disagree, a class has fewer than 2 samples, or a weight vector is
+                unknown, of the wrong length, or not finite and > 0.
         """
         config = config or ProberConfig()
         chosen = _layer_tuple(layers)
@@ -349,13 +356,15 @@ class SafetyProber(nn.Module):
                 )
         if len(x_harm) < 2 or len(x_safe) < 2:
             raise InvalidInputError(f"need at least 2 harmful and 2 safe samples, got {len(x_harm)} and {len(x_safe)}.")
+        inputs = {"harmful": x_harm, "safe": x_safe, "extra_negatives": x_extra, "extra_harmful": x_more}
+        weights = _row_weights(sample_weights, inputs)
         generator = torch.Generator().manual_seed(config.seed)
-        train, validation = _split(x_harm, x_safe, x_extra, config.validation_fraction, generator, x_more)
+        train, validation = _split(x_harm, x_safe, x_extra, config.validation_fraction, generator, x_more, weights)
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             prober = cls(x_harm.shape[2], copy.deepcopy(config), chosen, n_layers=x_harm.shape[1])
-        prober.mean.copy_(train[0].mean(0))
-        prober.std.copy_(train[0].std(0).clamp_min(1e-6))
+        prober.mean.copy_(train.x.mean(0))
+        prober.std.copy_(train.x.std(0).clamp_min(1e-6))
         if config.kind == "logistic":
             prober._fit_logistic(train, validation)
         else:
@@ -363,19 +372,19 @@ class SafetyProber(nn.Module):
         prober.provenance = ModelProvenance.of(model) if model is not None else None
         return prober.eval()
 
-    def _fit_gradient(self, train: tuple[Tensor, Tensor], validation: tuple[Tensor, Tensor], generator: Any) -> None:
+    def _fit_gradient(self, train: "_Rows", validation: "_Rows", generator: Any) -> None:
         config = self.config
         optimiser = torch.optim.AdamW(self.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train[1]) if config.balance_classes else None)
+        class_weight = _class_weights(train.y) if config.balance_classes else None
         best_loss, best_state, stale = float("inf"), copy.deepcopy(self.state_dict()), 0
-        x_train, y_train = train
+        x_train, y_train, w_train = train
         for epoch in range(config.epochs):
             self.train()
             order = torch.randperm(len(x_train), generator=generator)
             total = 0.0
             for start in range(0, len(order), config.batch_size):
                 batch = order[start : start + config.batch_size]
-                loss = loss_fn(self(x_train[batch]), y_train[batch])  # cross-entropy on logits
+                loss = _weighted_cross_entropy(self(x_train[batch]), y_train[batch], w_train[batch], class_weight)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -393,13 +402,13 @@ class SafetyProber(nn.Module):
         self.load_state_dict(best_state)
         logger.info("prober: best epoch %d, validation loss %.4f", self.history.best_epoch, best_loss)
 
-    def _fit_logistic(self, train: tuple[Tensor, Tensor], validation: tuple[Tensor, Tensor]) -> None:
+    def _fit_logistic(self, train: "_Rows", validation: "_Rows") -> None:
         from sklearn.linear_model import LogisticRegression
 
-        x_train, y_train = train
+        x_train, y_train, w_train = train
         standardised = self._pooled(self._standardised(x_train)).numpy()
         inverse_strength = 1.0 / self.config.weight_decay if self.config.weight_decay > 0 else np.inf
-        labels = y_train.numpy()
+        labels, row_weights = y_train.numpy(), w_train.numpy()
         resample = np.random.default_rng(self.config.seed)
         weights, biases = [], []
         for member in range(self.config.bagging):
@@ -410,7 +419,7 @@ class SafetyProber(nn.Module):
                 random_state=self.config.seed,
                 class_weight="balanced" if self.config.balance_classes else None,
             )
-            classifier.fit(standardised[rows], labels[rows])
+            classifier.fit(standardised[rows], labels[rows], sample_weight=row_weights[rows])
             weights.append(classifier.coef_[0])
             biases.append(classifier.intercept_[0])
         linear = self.net[-1]
@@ -422,10 +431,10 @@ class SafetyProber(nn.Module):
             linear.bias[HARMFUL] = float(np.mean(biases))
         self.history.validation_loss.append(self._loss(validation))
 
-    def _loss(self, data: tuple[Tensor, Tensor]) -> float:
+    def _loss(self, data: "_Rows") -> float:
         self.eval()
         with torch.no_grad():
-            return float(nn.functional.cross_entropy(self(data[0]), data[1]))
+            return float(_weighted_cross_entropy(self(data.x), data.y, data.w))
 
     # ---------------------------------------------------------------------------------------------- use
 
@@ -524,6 +533,49 @@ def _class_weights(labels: Tensor) -> Tensor:
     return len(labels) / (2 * counts)
 
 
+WEIGHTED_INPUTS = ("harmful", "safe", "extra_negatives", "extra_harmful")
+"""The arguments of :meth:`SafetyProber.fit` that ``sample_weights`` may weigh."""
+
+
+class _Rows(NamedTuple):
+    """Rows of a training or validation split: activations, labels, loss weights."""
+
+    x: Tensor
+    y: Tensor
+    w: Tensor
+
+
+def _row_weights(sample_weights: Mapping[str, Tensor] | None, inputs: Mapping[str, Tensor | None]) -> dict[str, Tensor]:
+    """One float weight per row of every given input (1 where ``sample_weights`` does not name it), checked."""
+    given = dict(sample_weights or {})
+    unknown = sorted(set(given) - set(WEIGHTED_INPUTS))
+    if unknown:
+        raise InvalidInputError(f"sample_weights has unknown keys {unknown}; allowed: {list(WEIGHTED_INPUTS)}.")
+    weights = {}
+    for name, x in inputs.items():
+        if x is None:
+            if name in given:
+                raise InvalidInputError(f"sample_weights[{name!r}] was given but {name} was not.")
+            continue
+        w = torch.as_tensor(given[name], dtype=torch.float32) if name in given else torch.ones(len(x))
+        if w.shape != (len(x),):
+            raise InvalidInputError(f"sample_weights[{name!r}] must have shape ({len(x)},), got {tuple(w.shape)}.")
+        if not bool(torch.isfinite(w).all() and (w > 0).all()):
+            raise InvalidInputError(f"sample_weights[{name!r}] must be finite and > 0, got min {float(w.min())}.")
+        weights[name] = w
+    return weights
+
+
+def _weighted_cross_entropy(
+    logits: Tensor, labels: Tensor, weights: Tensor, class_weight: Tensor | None = None
+) -> Tensor:
+    """Cross-entropy on logits, each row counting ``weights[row]`` (times its class weight), normalised by the sum."""
+    per_row = nn.functional.cross_entropy(logits, labels, reduction="none")
+    if class_weight is not None:
+        weights = weights * class_weight.to(weights.device)[labels]
+    return (per_row * weights).sum() / weights.sum()
+
+
 def _split(
     harmful: Tensor,
     safe: Tensor,
@@ -531,34 +583,44 @@ def _split(
     fraction: float,
     generator: Any,
     extra_harmful: Tensor | None = None,
-) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    weights: Mapping[str, Tensor] | None = None,
+) -> tuple[_Rows, _Rows]:
     """Random train/validation split, disjoint by request: identical rows (one prompt) never straddle it.
 
     Paired rows (equal counts) stay on the same side; ``extra`` (benign) and ``extra_harmful`` rows are split
-    on their own.
+    on their own. ``weights`` (by :data:`WEIGHTED_INPUTS` name, default 1) follow their rows; the training
+    weights are rescaled to mean 1.
     """
     extra = extra if extra is not None and len(extra) >= 2 else None
     extra_harmful = extra_harmful if extra_harmful is not None and len(extra_harmful) >= 2 else None
-    optional = [(x, label) for x, label in ((extra, 0), (extra_harmful, HARMFUL)) if x is not None]
-    stacks = [harmful, safe] + [x for x, _ in optional]
-    ids = activation_keys(*stacks)
-    # Each source: (stacks it indexes with their labels, the keys of its rows).
-    sources: list[tuple[list[tuple[Tensor, int]], list[set[Any]]]] = []
+    present: dict[str, tuple[Tensor, int]] = {"harmful": (harmful, HARMFUL), "safe": (safe, 0)}
+    for name, x, label in (("extra_negatives", extra, 0), ("extra_harmful", extra_harmful, HARMFUL)):
+        if x is not None:
+            present[name] = (x, label)
+    ids = dict(zip(present, activation_keys(*(x for x, _ in present.values()))))
+    # Each source: (the inputs it indexes, the keys of its rows).
+    sources: list[tuple[list[str], list[set[Any]]]] = []
     if len(harmful) == len(safe):
-        sources.append(([(harmful, HARMFUL), (safe, 0)], [{h, s} for h, s in zip(ids[0], ids[1])]))
+        sources.append((["harmful", "safe"], [{h, s} for h, s in zip(ids["harmful"], ids["safe"])]))
     else:
-        sources += [([(harmful, HARMFUL)], [{i} for i in ids[0]]), ([(safe, 0)], [{i} for i in ids[1]])]
-    for (x, label), keys in zip(optional, ids[2:]):
-        sources.append(([(x, label)], [{i} for i in keys]))
+        sources += [(["harmful"], [{i} for i in ids["harmful"]]), (["safe"], [{i} for i in ids["safe"]])]
+    for name in ("extra_negatives", "extra_harmful"):
+        if name in present:
+            sources.append(([name], [{i} for i in ids[name]]))
     splits = [(*split_by_keys(keys, fraction, generator), keys) for _, keys in sources]
     move_shared_to_train(splits)
-    sides: dict[str, tuple[list[Tensor], list[Tensor]]] = {"train": ([], []), "val": ([], [])}
-    for (targets, _), (train_rows, val_rows, _) in zip(sources, splits):
+    sides: dict[str, tuple[list[Tensor], list[Tensor], list[Tensor]]] = {"train": ([], [], []), "val": ([], [], [])}
+    for (names, _), (train_rows, val_rows, _) in zip(sources, splits):
         for side, rows in (("train", train_rows), ("val", val_rows)):
-            for x, label in targets:
+            for name in names:
+                x, label = present[name]
+                w = weights[name] if weights and name in weights else torch.ones(len(x))
                 sides[side][0].append(x[rows])
                 sides[side][1].append(torch.full((len(rows),), label))
-    return tuple((torch.cat(xs), torch.cat(ys)) for xs, ys in sides.values())  # type: ignore[return-value]
+                sides[side][2].append(w[rows])
+    train, val = (_Rows(torch.cat(xs), torch.cat(ys), torch.cat(ws)) for xs, ys, ws in sides.values())
+    scale = len(train.w) / float(train.w.sum())
+    return train._replace(w=train.w * scale), val._replace(w=val.w * scale)
 
 
 @dataclass
@@ -626,8 +688,8 @@ def probe_sweep(
     for layer in layers:
         x_harm, x_safe = harmful.at(layer), safe.at(layer)
         generator = torch.Generator().manual_seed(config.seed)
-        train, (x_val, y_val) = _split(x_harm, x_safe, None, config.validation_fraction, generator)
-        prober = SafetyProber.fit(train[0][train[1] == 1], train[0][train[1] == 0], config=config, layers=layer)
+        train, (x_val, y_val, _) = _split(x_harm, x_safe, None, config.validation_fraction, generator)
+        prober = SafetyProber.fit(train.x[train.y == 1], train.x[train.y == 0], config=config, layers=layer)
         auroc.append(float(roc_auc_score(y_val.numpy(), prober.predict_proba(x_val).numpy())))
     sas_values = None
     if sas is not None:

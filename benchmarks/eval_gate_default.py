@@ -15,9 +15,11 @@ nothing in fitting or calibration saw:
 "new data" is the built-in gate data as ``GateData`` builds it (the instruction pairs' plain twins left out, see
 ``gate.TWINLESS_STYLES``); the stop-19 candidate passes the same data with those twins and without the
 scene-question and task pairs (``prompts.SCENE_STYLE``, ``prompts.TASK_STYLE``), the stop-20 default is one
-logistic probe without those pairs, the stop-21 default is the default's recipe without the task pairs.
-The default ``fit`` is the candidate marked "(the default)" at threshold 0.5: 8 bagged logistic probes, refit on
-every part of the gate data once validated (``fit``'s ``refit_gate``). ``--seed`` is the gate data's seed (split
+logistic probe without those pairs, the stop-21 default is the default's recipe without the task pairs, the
+stop-24 default is today's recipe without the loss weights.
+The default ``fit`` is the candidate marked "(the default)" at threshold 0.5: 8 bagged logistic probes, with the
+user's pairs counting twice and the everyday and borderline negatives three times in the loss (``fit``'s
+``gate_weights``), refit on every part of the gate data once validated (``fit``'s ``refit_gate``). ``--seed`` is the gate data's seed (split
 and wrapping), as ``fit``'s ``seed``; the figures move with it, so compare candidates over several seeds.
 
 Each trained prober is reported at the paper's threshold 0.5 and calibrated to 1%, 2% and 5% false alarms on
@@ -46,7 +48,7 @@ import torch  # noqa: E402
 from activation_store import sas_of, vlsafe_store  # noqa: E402
 
 from autosteer_interp.fit import DEFAULT_GATE_PROBER  # noqa: E402
-from autosteer_interp.gate import GateData, refit_gate, train_gate  # noqa: E402
+from autosteer_interp.gate import GateData, GateWeights, refit_gate, train_gate  # noqa: E402
 from autosteer_interp.models import load_model  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
 from autosteer_interp.prompts import (  # noqa: E402
@@ -101,10 +103,10 @@ def candidates(user_harmful, user_benign):
         "new data, logistic C=0.01, top-5": ({}, 5, logistic),
         "new data, logistic C=0.01, layers 8,10,...,26, 20% epoch split": ({}, spread, logistic),
         "new data, logistic C=0.01, layers 8,10,...,26, one probe, no refit": ({}, spread, single),
-        "new data, logistic C=0.01 bagged x8, refit on all, layers 8,10,...,26 (the default)": (
+        "new data, logistic C=0.01 bagged x8, refit on all, pairs x2, negatives x3, layers 8,10,...,26 (the default)": (
             {},
             spread,
-            default | {"refit": True},
+            default | {"refit": True, "weights": GateWeights()},
         ),
         "new data, MLP, layers 8,10,...,26": ({}, spread, {}),
         "stop-20 default: new data without the scene questions, one probe, no refit": (
@@ -117,6 +119,7 @@ def candidates(user_harmful, user_benign):
             spread,
             default | {"refit": True},
         ),
+        "stop-24 default: the default unweighted": ({}, spread, default | {"refit": True}),
     }
 
 
@@ -209,9 +212,11 @@ def main():
         features = {part: store.get(p.all_prompts(fit_pairs), layers) for part, p in gate_data.parts.items()}
         fields = dict(prober_fields)
         refit = fields.pop("refit", False)  # as fit's refit_gate: train the deployed gate on every part
+        gate_weights = fields.pop("weights", None)  # as fit's gate_weights (None: every row counts 1)
+        weights = gate_data.row_weights(gate_weights) if gate_weights else None
         started = time.perf_counter()
-        validated, _ = train_gate(features, layers, ProberConfig(**fields))
-        prober = refit_gate(features, layers, ProberConfig(**fields), 0.5) if refit else validated
+        validated, _ = train_gate(features, layers, ProberConfig(**fields), weights=weights)
+        prober = refit_gate(features, layers, ProberConfig(**fields), 0.5, weights=weights) if refit else validated
         seconds = time.perf_counter() - started
         probabilities = {n: prober.predict_proba(store.get(f.prompts, layers)) for n, f in evaluation.items()}
         for fpr in THRESHOLDS:

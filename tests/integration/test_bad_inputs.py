@@ -114,6 +114,8 @@ CLI_CASES = [
     ("fit-fpr-nan", [*FIT, "--calibrate-fpr", "nan"], InvalidInputError, "got nan"),
     ("fit-threshold-and-fpr", [*FIT, "--threshold", "0.5", "--calibrate-fpr", "0.1"], InvalidInputError, "not both"),
     ("fit-max-wrapped-negative", [*FIT, "--max-wrapped", "-1"], InvalidInputError, "--max-wrapped must be an integer"),
+    ("fit-pair-weight-zero", [*FIT, "--pair-weight", "0"], InvalidInputError, "--pair-weight"),
+    ("fit-negative-weight-nan", [*FIT, "--negative-weight", "nan"], InvalidInputError, "--negative-weight"),
     ("fit-batch-size-zero", [*FIT, "--batch-size", "0"], InvalidInputError, "--batch-size must be a positive"),
     ("fit-batch-size-negative", [*FIT, "--batch-size", "-4"], InvalidInputError, "got -4"),
     # layers
@@ -375,6 +377,20 @@ API_CASES = [
     ("fit-config-fraction-nan", "FitConfig(validation_fraction=float('nan'))", "InvalidInputError", "finite"),
     ("fit-config-probe-zero", "FitConfig(probe_layers=0)", "InvalidInputError", "probe_layers"),
     ("fit-config-refit", "FitConfig(refit_gate='yes')", "InvalidInputError", "refit_gate must be True or False"),
+    ("fit-config-gate-weights", "FitConfig(gate_weights=(2, 3))", "InvalidInputError", "gate_weights"),
+    ("gate-weights-zero", "GateWeights(user_pairs=0)", "InvalidInputError", "GateWeights.user_pairs"),
+    (
+        "prober-fit-weights-length",
+        "SafetyProber.fit(torch.ones(8, 16), torch.zeros(8, 16), sample_weights={'harmful': torch.ones(3)})",
+        "InvalidInputError",
+        "shape (8,)",
+    ),
+    (
+        "prober-fit-weights-key",
+        "SafetyProber.fit(torch.ones(8, 16), torch.zeros(8, 16), sample_weights={'benign': torch.ones(8)})",
+        "InvalidInputError",
+        "unknown keys",
+    ),
     (
         "fit-unknown-setting",
         "AutoSteer.fit(model, builtin_pairs()[:8], epsilon=0.1)",
@@ -431,6 +447,7 @@ import numpy as np
 import torch
 from autosteer_interp.activations import collect_activations
 from autosteer_interp.fit import FitConfig
+from autosteer_interp.gate import GateWeights
 from autosteer_interp.models import load_model
 from autosteer_interp.prober import ProberConfig, SafetyProber
 from autosteer_interp.prompts import Prompt, builtin_pairs, encode_prompts, load_pairs

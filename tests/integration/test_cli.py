@@ -103,7 +103,7 @@ def fit_run(tmp_path_factory):
         "fit", *TINY, "--pairs", "builtin", "--range", "0:16", "--no-gate-data", "--max-wrapped", "0",
         "--probe-layers", "2", "--gate-harmful", f"advbench:{FIXTURES / 'harmful_behaviors.csv'}",
         "--gate-harmful", str(FIXTURES / "harmful-behaviors.csv"), "--gate-benign", str(benign),
-        "--out", str(out), "-q", cwd=out.parent,
+        "--pair-weight", "1.5", "--out", str(out), "-q", cwd=out.parent,
     )  # fmt: skip
     return result, out
 
@@ -146,6 +146,7 @@ def test_fit_saves_a_loadable_autosteer_with_its_summary_and_plot(fit_run, tiny_
     assert counts["train_extra_harmful"] + counts["val_extra_harmful"] == 6  # 3 AdvBench + 3 JBB rows
     assert counts["train_negatives"] + counts["val_negatives"] == 10
     assert record["gate_harmful"][0].startswith("advbench:") and len(record["gate_benign"]) == 1
+    assert record["gate_weights"] == {"user_pairs": 1.5, "negatives": 3.0}  # the default negative weight
     assert set(record["flagged"]) >= {"val_harmful", "val_safe", "val_negatives"}
     assert "False alarms on held-out everyday and borderline requests" in result.stdout
 

@@ -10,6 +10,7 @@ from autosteer_interp.gate import (
     PART_NAMES,
     TWINLESS_STYLES,
     GateData,
+    GateWeights,
     flagged_by_part,
     held_out_sides,
     refit_gate,
@@ -176,6 +177,72 @@ def test_refit_gate_learns_from_the_held_out_parts_too_and_keeps_the_threshold()
     )
     assert torch.equal(refit.net[-1].weight, by_hand.net[-1].weight)
     assert not torch.equal(refit.net[-1].weight, validated.net[-1].weight)
+
+
+def test_row_weights_follow_the_rows_of_every_part():
+    pairs = builtin_pairs()[:40]
+    data = GateData.build(pairs, gate_benign=[Prompt(f"Name a colour, {i}.") for i in range(10)], seed=1)
+    weights = data.row_weights(GateWeights(user_pairs=2.0, negatives=3.0))
+    assert {name: len(w) for name, w in weights.items()} == data.counts()
+    for name, part in data.parts.items():
+        users, others = weights[name][: len(part.pair_rows)], weights[name][len(part.pair_rows) :]
+        assert bool((users == 2.0).all()) and len(users) == len(part.pair_rows)
+        assert bool((others == (3.0 if name.endswith("_negatives") else 1.0)).all())
+    assert len(data.parts["train_harmful"].pair_rows) > 0 and len(data.parts["train_negatives"]) > 0
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan"), True, "2"])
+def test_gate_weights_must_be_finite_and_positive(value):
+    assert GateWeights(1, 1) == GateWeights(1.0, 1.0)  # whole numbers are fine
+    with pytest.raises(InvalidInputError, match="negatives"):
+        GateWeights(negatives=value)
+
+
+def test_weighted_train_and_refit_equal_the_prober_fitted_by_hand_with_those_weights():
+    features = _synthetic_parts(
+        torch.Generator().manual_seed(4),
+        train_harmful=(40, 1),
+        train_safe=(40, -1),
+        val_harmful=(20, 1),
+        val_safe=(20, -1),
+        train_negatives=(30, 0.5),
+        val_negatives=(10, 0.5),
+    )
+    weights = {name: torch.ones(len(values)) for name, values in features.items()}
+    weights["train_negatives"] = torch.full((30,), 4.0)
+    weights["val_negatives"] = torch.full((10,), 4.0)
+    config = ProberConfig(kind="logistic", weight_decay=1.0)
+    trained, _ = train_gate(features, [4], config, weights=weights)
+    by_hand = SafetyProber.fit(
+        features["train_harmful"],
+        features["train_safe"],
+        config=config,
+        layers=[4],
+        extra_negatives=features["train_negatives"],
+        sample_weights={"extra_negatives": weights["train_negatives"]},
+    )
+    assert torch.equal(trained.net[-1].weight, by_hand.net[-1].weight)
+    unweighted, _ = train_gate(features, [4], config)
+    assert (
+        trained.predict_proba(features["val_negatives"]).mean()
+        < unweighted.predict_proba(features["val_negatives"]).mean()
+    )
+    refit = refit_gate(features, [4], config, 0.5, weights=weights)
+    merged = {k: torch.cat([features[f"train_{k}"], features[f"val_{k}"]]) for k in ("harmful", "safe", "negatives")}
+    refit_by_hand = SafetyProber.fit(
+        merged["harmful"],
+        merged["safe"],
+        config=config,
+        layers=[4],
+        extra_negatives=merged["negatives"],
+        sample_weights={"extra_negatives": torch.full((40,), 4.0)},
+    )
+    assert torch.equal(refit.net[-1].weight, refit_by_hand.net[-1].weight)
+    short = dict(weights, val_negatives=torch.ones(3))
+    with pytest.raises(InvalidInputError, match="one value per row"):
+        train_gate(features, [4], config, weights=short)
+    with pytest.raises(InvalidInputError, match="one value per row"):
+        refit_gate(features, [4], config, 0.5, weights=short)
 
 
 def test_train_gate_calibrates_on_every_held_out_benign_part_without_negatives():

@@ -211,3 +211,49 @@ def test_bagged_logistic_probe_is_one_seeded_linear_probe_near_the_plain_fit(tmp
 def test_bagging_is_checked_on_construction(fields, message):
     with pytest.raises(InvalidInputError, match=message):
         ProberConfig(**fields)
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic"])
+def test_uniform_sample_weights_change_nothing_since_they_are_rescaled_to_mean_one(kind):
+    harmful, safe = separable(n=80)
+    config = ProberConfig(kind=kind, epochs=10)
+    plain = SafetyProber.fit(harmful, safe, config=config)
+    heavy = {"harmful": torch.full((80,), 5.0), "safe": torch.full((80,), 5.0)}
+    weighted = SafetyProber.fit(harmful, safe, config=config, sample_weights=heavy)
+    assert torch.allclose(weighted.net[-1].weight, plain.net[-1].weight, atol=1e-4)
+    assert torch.allclose(weighted.predict_proba(safe), plain.predict_proba(safe), atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic"])
+def test_weighting_the_extra_negatives_lowers_false_alarms_on_their_kind(kind):
+    harmful, safe = separable(n=200)
+    generator = torch.Generator().manual_seed(3)
+    confusable = harmful[:100] + 0.05 * torch.randn(100, 32, generator=generator)  # look harmful, labelled benign
+    confusable[:, :4] += 4.0
+    config = ProberConfig(kind=kind, epochs=30)
+    args = (harmful[100:], safe[100:])
+    plain = SafetyProber.fit(*args, config=config, extra_negatives=confusable[:10])
+    weighted = SafetyProber.fit(
+        *args,
+        config=config,
+        extra_negatives=confusable[:10],
+        sample_weights={"extra_negatives": torch.full((10,), 8.0)},
+    )
+    held_out = confusable[70:]
+    assert weighted.predict_proba(held_out).mean() < plain.predict_proba(held_out).mean()
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"negatives": torch.ones(8)}, "unknown keys \\['negatives'\\]"),
+        ({"harmful": torch.ones(3)}, "must have shape \\(8,\\), got \\(3,\\)"),
+        ({"safe": torch.zeros(8)}, "must be finite and > 0"),
+        ({"safe": torch.full((8,), float("nan"))}, "must be finite and > 0"),
+        ({"extra_harmful": torch.ones(8)}, "was given but extra_harmful was not"),
+    ],
+)
+def test_bad_sample_weights_are_refused_before_training(weights, message):
+    harmful, safe = separable(n=8)
+    with pytest.raises(InvalidInputError, match=message):
+        SafetyProber.fit(harmful, safe, config=ProberConfig(kind="logistic"), sample_weights=weights)

@@ -54,7 +54,7 @@ def test_the_probers_validation_split_never_straddles_a_repeated_request():
     unique = torch.randn(10, 1, 8)
     harmful = unique[torch.arange(40) % 10]  # every harmful request four times
     safe = torch.randn(40, 1, 8)
-    (train_x, _), (val_x, _) = _split(harmful, safe, None, 0.25, generator())
+    (train_x, _, _), (val_x, _, _) = _split(harmful, safe, None, 0.25, generator())
     train_rows = {tuple(row.flatten().tolist()) for row in train_x}
     assert len(val_x) > 0 and not any(tuple(row.flatten().tolist()) in train_rows for row in val_x)
 

@@ -68,16 +68,20 @@ GATE_LAYER_STEP = 2
 DEFAULT_PROBE_LAYERS = 5
 """The fallback for models too shallow for that band: the gate reads this many of the best SAS layers."""
 
-DEFAULT_GATE_PROBER = ProberConfig(kind="logistic", weight_decay=100.0, validation_fraction=0.05, bagging=8)
+DEFAULT_GATE_PROBER = ProberConfig(
+    kind="logistic", weight_decay=100.0, validation_fraction=0.05, bagging=8, threshold=0.45
+)
 """The default gate: an L2-regularised logistic probe (``C = 0.01``) over the concatenated standardised layers,
-the mean of 8 bootstrap fits (``bagging``).
+the mean of 8 bootstrap fits (``bagging``), flagging at P(harmful) > 0.45.
 
 Chosen with ``benchmarks/eval_gate_default.py``: over the same layers and data, at threshold 0.5, the paper's MLP
 flagged 83% of the held-out HarmBench behaviours and a logistic probe 97% (one seed). Over gate-data seeds 0-3,
 bagging with :attr:`FitConfig.refit_gate` gave fewer everyday false alarms than one probe (2.0% against 2.5%) at
 the same HarmBench mean. A logistic fit has no epoch to choose, so its own validation split (which only reports
-a loss) keeps 5% of the gate's training data instead of 20%. ``prober_config=ProberConfig()`` is the paper's
-MLP."""
+a loss) keeps 5% of the gate's training data instead of 20%. The threshold 0.45 goes with the loss weights of
+:class:`~autosteer_interp.gate.GateWeights` (the negatives count three times, which moves the probe's bias towards
+"benign"): over seeds 0-3 it met the VLSafe goals where 0.5 missed VLSafe harmful on seed 0 by one request, with
+everyday false alarms <= 1.9%. ``prober_config=ProberConfig()`` is the paper's MLP, at the paper's 0.5."""
 
 
 @dataclass
@@ -100,13 +104,14 @@ class FitConfig:
         max_wrapped: Wrap at most this many pairs (seeded random choice; ``None``: all).
         calibrate_fpr: Set the threshold so that this share of the held-out negatives (everyday and borderline
             requests, plus ``gate_benign``) is flagged (see :func:`~autosteer_interp.gate.train_gate`); default
-            ``None``: the threshold 0.5 (the paper's). The default gate's false alarms at 0.5 are measured in
+            ``None``: the prober's own threshold (0.45 for :data:`DEFAULT_GATE_PROBER`, 0.5 for the paper's
+            ``ProberConfig()``). The default gate's false alarms are measured in
             ``benchmarks/eval_gate_default.py``; with the built-in data alone the held-out negatives are about
             150 requests, too few for a stable 2-3% quantile, so calibrate on your own (larger) ``gate_benign``.
         validation_fraction: Share of the gate data (whole pairs, with their wrapped copies) held out for
             validation and calibration.
         gate_weights: How much the user's pairs and the everyday and borderline negatives count in the gate's
-            loss (:class:`~autosteer_interp.gate.GateWeights`; default 2 and 3, every other row 1;
+            loss (:class:`~autosteer_interp.gate.GateWeights`; default 3 each, every other row 1;
             ``GateWeights(1, 1)``: unweighted).
         refit_gate: Once validated (and calibrated) on the held-out part, train the gate that runs on all of the
             gate data, held-out part included (:func:`~autosteer_interp.gate.refit_gate`); the summary's

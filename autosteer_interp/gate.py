@@ -108,12 +108,15 @@ class GateWeights:
         negatives: The everyday and borderline requests (built-in and ``gate_benign``): the false alarms users
             meet, which the gate data holds far fewer of than pairs.
 
-    The default (2, 3) was chosen on held-out sets over split seeds 0-3 (``benchmarks/eval_gate_default.py``):
-    unweighted, the gate missed VLSafe harmful >= 98% and everyday false alarms <= 2% by a request or two; the
-    weights move both, at the same HarmBench detection. ``GateWeights(1, 1)`` is the unweighted gate.
+    The default (3, 3) was chosen on held-out sets over split seeds 0-3 on the real SmolLM2
+    (``benchmarks/eval_gate_default.py``), together with the default gate's threshold 0.45
+    (:data:`~autosteer_interp.fit.DEFAULT_GATE_PROBER`): unweighted at 0.5, the gate flagged 1.9% of everyday
+    requests and 2.9% of VLSafe's safe side (means), and missed VLSafe harmful >= 98% on seed 0; weighted at 0.45
+    it flags 1.8% and 2.6% and detects 98.4% of VLSafe harmful (98.0-98.8%), at the same HarmBench detection.
+    ``GateWeights(1, 1)`` is the unweighted gate.
     """
 
-    user_pairs: float | int = 2.0
+    user_pairs: float | int = 3.0
     negatives: float | int = 3.0
 
     def __post_init__(self) -> None:

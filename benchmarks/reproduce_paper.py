@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from autosteer_interp.errors import AutosteerError, InvalidInputError  # noqa: E402
 from autosteer_interp.evaluate import EvalSet, evaluate  # noqa: E402
+from autosteer_interp.gate import GateWeights  # noqa: E402
 from autosteer_interp.prober import ProberConfig  # noqa: E402
 from autosteer_interp.prompts import (  # noqa: E402
     builtin_borderline,
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         builtin_gate_data=False,  # the paper trains the prober on the VLSafe pairs only
         wrap_pairs=False,
         refit_gate=False,  # the paper's prober is the one it validated
+        gate_weights=GateWeights(1, 1),  # the paper's loss counts every pair once
         batch_size=args.batch_size,
         progress=not args.dry_run,
     ).with_threshold(PAPER["threshold"])

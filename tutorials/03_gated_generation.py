@@ -17,8 +17,9 @@
 # `AutoSteer.fit` runs the whole pipeline (activations → SAS → gate → refusal head). The gate is a logistic
 # prober (the mean of 8 bootstrap fits) on a spread of middle and upper layers (plus the SAS-best one), trained
 # on your pairs plus the library's own gate data (other harm categories and phrasings, jailbreak-wrapped copies,
-# everyday and borderline-benign requests; see the README's "gate" sections). It is validated on a held-out part,
-# then refit on all of it (`refit_gate=False` keeps the validated one).
+# everyday and borderline-benign requests; see the README's "gate" sections), where your pairs and the everyday and
+# borderline requests count three times (`gate_weights=GateWeights(1, 1)` counts every row once). It is
+# validated on a held-out part, then refit on all of it (`refit_gate=False` keeps the validated one).
 # `steer.apply(model)` then works inside any `with model.trace(...)`: in the prefill pass the prober reads the
 # last prompt token at its layers **for every row of the batch**, and the refusal head acts on the rows it
 # flags. Unflagged rows are bit-for-bit what the unsteered model computes.

@@ -271,7 +271,11 @@ def main():
                 )
             )
     if args.plot and curves:
-        plot_curve(curves, marks, Path(args.plot), f"Gate detection vs false alarms, {args.model}")
+        index_of = {name: i for i, (name, _) in enumerate(chosen)}
+        role = {0: " (round-1 default)", 13: " (the default)"}
+        # Full candidate names are too long for a legend.
+        legend = {f"candidate {index_of[n]}{role.get(index_of[n], '')}": points for n, points in curves.items()}
+        plot_curve(legend, marks, Path(args.plot), f"Gate detection vs false alarms, {args.model}")
         print(f"saved {args.plot}")
 
 

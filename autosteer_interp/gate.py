@@ -103,8 +103,8 @@ class GateWeights:
     """How much each source of gate data counts in the gate's loss; every other row counts 1.
 
     Attributes:
-        user_pairs: The user's own contrastive pairs (both sides; not their wrapped copies): the distribution
-            the gate is deployed on.
+        user_pairs: The user's contrastive pairs (``pairs``, both sides; not ``gate_pairs``, not the wrapped
+            copies): the distribution the gate is deployed on.
         negatives: The everyday and borderline requests (built-in and ``gate_benign``): the false alarms users
             meet, which the gate data holds far fewer of than pairs.
 
